@@ -1,0 +1,10 @@
+"""The `smolvla_rmt` policy type: SmolVLA with RMT memory tokens, registered the LeRobot way.
+
+Importing this package registers the type with `PreTrainedConfig`, so `--policy.type=smolvla_rmt`
+and `--policy.path=<smolvla_rmt checkpoint>` work in `lerobot-train` and `lerobot-eval`.
+"""
+
+from .configuration_smolvla_rmt import SmolVLARMTConfig
+from .modeling_smolvla_rmt import SmolVLARMTPolicy, VLAFlowMatchingRMT
+
+__all__ = ["SmolVLARMTConfig", "SmolVLARMTPolicy", "VLAFlowMatchingRMT"]

@@ -1,0 +1,102 @@
+"""Configuration of `smolvla_rmt`: SmolVLA with RMT-style memory tokens.
+
+RMT (Recurrent Memory Transformer, Bulatov et al., arXiv 2207.06881) adds a few learnable memory
+tokens to the transformer input; the outputs at those positions become the memory of the next
+segment. Here one *segment* is one action-chunk computation of SmolVLA, so memory updates once per
+chunk at inference, and training unrolls memory through K consecutive segments of an episode.
+
+With ``num_mem_tokens=0`` and ``n_mem_segments=1`` the policy is exactly lerobot's SmolVLA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lerobot.configs import PreTrainedConfig
+from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+
+MEM_INIT_CHOICES = ("random", "zeros", "language")
+MAX_MEM_TOKENS = 64
+
+
+@PreTrainedConfig.register_subclass("smolvla_rmt")
+@dataclass
+class SmolVLARMTConfig(SmolVLAConfig):
+    # Memory tokens. 0 disables memory (exactly stock SmolVLA); the guide's presets are
+    # 2 light, 4 recommended, 8 enhanced, 16 maximum.
+    num_mem_tokens: int = 0
+    # Also place write tokens at the end of the prefix (decoder-style RMT): they see the whole prefix,
+    # the state token included, and their outputs become the next memory.
+    mem_at_end: bool = False
+    # When a new chunk is computed, memory tokens may also attend to the previous chunk's prefix
+    # keys/values (the KV cache of the previous segment).
+    read_mem_from_cache: bool = False
+    # Initial memory: "random" (normal, std `mem_init_std`), "zeros", or "language" (rows of the
+    # VLM's token-embedding table, scaled like language tokens).
+    mem_init: str = "random"
+    mem_init_std: float = 0.02
+
+    # Recurrent training: K consecutive segments per sample, `mem_segment_stride` frames apart
+    # (default: `n_action_steps`, one segment per executed chunk, as at deployment), with
+    # backpropagation through at most `mem_bptt_segments` segments (default: K, full BPTT).
+    n_mem_segments: int = 1
+    mem_segment_stride: int | None = None
+    mem_bptt_segments: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.num_mem_tokens, int) or not 0 <= self.num_mem_tokens <= MAX_MEM_TOKENS:
+            raise ValueError(
+                f"`num_mem_tokens` must be an integer from 0 to {MAX_MEM_TOKENS} (0 disables memory; "
+                f"2, 4, 8 or 16 are the usual choices), got {self.num_mem_tokens!r}."
+            )
+        if self.mem_init not in MEM_INIT_CHOICES:
+            raise ValueError(f"`mem_init` must be one of {MEM_INIT_CHOICES}, got {self.mem_init!r}.")
+        if not self.mem_init_std > 0:
+            raise ValueError(f"`mem_init_std` must be positive, got {self.mem_init_std!r}.")
+        if not isinstance(self.n_mem_segments, int) or self.n_mem_segments < 1:
+            raise ValueError(
+                f"`n_mem_segments` (K, segments unrolled per training sample) must be an integer >= 1, "
+                f"got {self.n_mem_segments!r}."
+            )
+        if self.mem_segment_stride is None:
+            self.mem_segment_stride = self.n_action_steps
+        if not isinstance(self.mem_segment_stride, int) or self.mem_segment_stride < 1:
+            raise ValueError(
+                f"`mem_segment_stride` (frames between training segments) must be an integer >= 1, "
+                f"got {self.mem_segment_stride!r}; leave it unset to use `n_action_steps`."
+            )
+        if self.mem_bptt_segments is None:
+            self.mem_bptt_segments = self.n_mem_segments
+        if not isinstance(self.mem_bptt_segments, int) or not 1 <= self.mem_bptt_segments <= self.n_mem_segments:
+            raise ValueError(
+                f"`mem_bptt_segments` (truncated BPTT depth) must be an integer from 1 to "
+                f"`n_mem_segments`={self.n_mem_segments}, got {self.mem_bptt_segments!r}."
+            )
+        if self.num_mem_tokens > 0 and self.prefix_length > 0:
+            raise ValueError(
+                f"`prefix_length` must be -1 (no fixed-length prefix padding) when memory is on; got "
+                f"`prefix_length`={self.prefix_length} with `num_mem_tokens`={self.num_mem_tokens}."
+            )
+        if self.num_mem_tokens > 0 and self.adapt_to_pi_aloha:
+            raise ValueError("`adapt_to_pi_aloha=True` is not supported together with `num_mem_tokens` > 0.")
+
+    @property
+    def uses_memory(self) -> bool:
+        return self.num_mem_tokens > 0
+
+    @property
+    def segment_offsets(self) -> list[int]:
+        """Frame offset of each training segment relative to the sampled frame: [-(K-1)*s, ..., -s, 0]."""
+        k, s = self.n_mem_segments, self.mem_segment_stride
+        return [-(k - 1 - i) * s for i in range(k)]
+
+    @property
+    def observation_delta_indices(self) -> list:
+        return self.segment_offsets
+
+    @property
+    def action_delta_indices(self) -> list:
+        # One contiguous window covering every segment's own chunk: segment i reads
+        # actions[(i * s) : (i * s) + chunk_size] of this window.
+        return list(range(self.segment_offsets[0], self.chunk_size))

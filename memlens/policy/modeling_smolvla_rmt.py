@@ -1,0 +1,366 @@
+"""SmolVLA with RMT memory tokens (`smolvla_rmt`).
+
+Recurrent Memory Transformer (Bulatov et al., arXiv 2207.06881): M learnable memory tokens join the
+transformer input; their outputs become the memory of the next segment. One segment here is one
+action-chunk computation, so memory updates once per chunk.
+
+Prefix layout (attention-mask value in brackets: 0 joins the bidirectional block before it, 1 starts
+a new causal block, see `make_att_2d_masks`)::
+
+    [images (0)] [language (0)] [memory read x M (0)] [state (1)] [memory write x M (1,0,..)]?
+
+* Encoder-style (default): the read tokens sit in the image/language block; their last-layer outputs
+  (after the VLM's final norm) become the next memory. They cannot see the state token.
+* Decoder-style (`mem_at_end=True`): the same memory values also enter as write tokens at the end of
+  the prefix; they see the whole prefix, the state token included, and their outputs become the
+  next memory. This adds M prefix tokens and no parameters.
+
+The action expert reads memory through the prefix keys/values (the KV cache), like any prefix token.
+The memory is written from the same prefix pass that fills the KV cache for denoising, so memory adds
+M tokens to one prefix pass and nothing else.
+
+Shapes: `model.mem_tokens` `[M, 1, H]` (H = VLM text hidden size, 960 for SmolVLM2-500M);
+`policy._mem_tokens_state` `[M, B, H]`, None right after `reset()` (the initial memory is then
+`mem_tokens` broadcast over the batch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from lerobot.policies.common.flow_matching import euler_integrate
+from lerobot.policies.common.vla_utils import make_att_2d_masks, pad_vector
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+from lerobot.utils.import_utils import require_package
+from torch import Tensor, nn
+
+from .configuration_smolvla_rmt import SmolVLARMTConfig
+from .kv_history import KVHistorySession, SmolVLMWithExpertKVHistory, layer_call_plan
+
+KVHistory = tuple[list[tuple[Tensor, Tensor]], Tensor]  # per-layer (keys, values), pad mask [B, P]
+
+
+class VLAFlowMatchingRMT(VLAFlowMatching):
+    """lerobot's `VLAFlowMatching` with memory tokens in the prefix."""
+
+    def __init__(self, config: SmolVLARMTConfig, rtc_processor=None):
+        super().__init__(config, rtc_processor=rtc_processor)
+        self.hidden_size = self.vlm_with_expert.config.text_config.hidden_size
+        if not config.uses_memory:
+            self.mem_tokens = None
+            return
+        self.mem_tokens = nn.Parameter(torch.empty(config.num_mem_tokens, 1, self.hidden_size))
+        self.init_mem_tokens()
+        if config.read_mem_from_cache:
+            self.vlm_with_expert.__class__ = SmolVLMWithExpertKVHistory
+        if not config.train_expert_only:
+            # lerobot freezes the last VLM layer and final norm because stock SmolVLA never uses their
+            # prefix output; with memory that output is the memory write, so they must learn.
+            text_model = self.vlm_with_expert.get_vlm_model().text_model
+            for p in [*text_model.layers[-1].parameters(), *text_model.norm.parameters()]:
+                p.requires_grad = True
+
+    @torch.no_grad()
+    def init_mem_tokens(self, init: str | None = None) -> None:
+        """(Re)initialise `mem_tokens` with "random" (std `mem_init_std`), "zeros" or "language"
+        (rows of the token-embedding table picked with a fixed seed, scaled by sqrt(H) like language)."""
+        init = init or self.config.mem_init
+        if init == "random":
+            nn.init.normal_(self.mem_tokens, mean=0.0, std=self.config.mem_init_std)
+        elif init == "zeros":
+            nn.init.zeros_(self.mem_tokens)
+        elif init == "language":
+            table = self.vlm_with_expert.get_vlm_model().text_model.get_input_embeddings().weight
+            ids = torch.randint(table.shape[0], (self.mem_tokens.shape[0],), generator=torch.Generator().manual_seed(0))
+            rows = table[ids.to(table.device)].float() * math.sqrt(self.hidden_size)
+            self.mem_tokens.copy_(rows[:, None, :].to(self.mem_tokens))
+        else:
+            raise ValueError(f"`mem_init` must be 'random', 'zeros' or 'language', got {init!r}.")
+
+    def initial_memory(self, batch_size: int) -> Tensor:
+        """`[B, M, H]` memory at the start of an episode."""
+        return self.mem_tokens.transpose(0, 1).expand(batch_size, -1, -1)
+
+    def mem_slices(self, prefix_len: int) -> tuple[slice, slice]:
+        """(read, write) positions of the memory tokens in a prefix of `prefix_len` tokens."""
+        m = self.config.num_mem_tokens
+        if self.config.mem_at_end:
+            return slice(prefix_len - 2 * m - 1, prefix_len - m - 1), slice(prefix_len - m, prefix_len)
+        read = slice(prefix_len - m - 1, prefix_len - 1)
+        return read, read
+
+    def embed_prefix(self, images, img_masks, lang_tokens, lang_masks, state=None, mem: Tensor | None = None):
+        """Stock prefix, plus memory `[B, M, H]` (when given) inserted as documented in the module."""
+        embs, pad_masks, att_masks = super().embed_prefix(images, img_masks, lang_tokens, lang_masks, state=state)
+        if mem is None:
+            return embs, pad_masks, att_masks
+        bsize, m = embs.shape[0], mem.shape[1]
+        if mem.shape != (bsize, m, embs.shape[-1]) or m != self.config.num_mem_tokens:
+            raise ValueError(
+                f"memory must be [batch={bsize}, num_mem_tokens={self.config.num_mem_tokens}, "
+                f"hidden={embs.shape[-1]}], got {tuple(mem.shape)}."
+            )
+        mem = mem.to(embs.dtype)
+        mem_pad = pad_masks.new_ones(bsize, m)
+        read_att = att_masks.new_zeros(bsize, m)
+        embs_parts = [embs[:, :-1], mem, embs[:, -1:]]
+        pad_parts = [pad_masks[:, :-1], mem_pad, pad_masks[:, -1:]]
+        att_parts = [att_masks[:, :-1], read_att, att_masks[:, -1:]]
+        if self.config.mem_at_end:
+            write_att = read_att.clone()
+            write_att[:, 0] = True
+            embs_parts.append(mem)
+            pad_parts.append(mem_pad)
+            att_parts.append(write_att)
+        return torch.cat(embs_parts, 1), torch.cat(pad_parts, 1), torch.cat(att_parts, 1)
+
+    def _kv_session(self, prefix_len: int, history: KVHistory | None, *, joint: bool) -> KVHistorySession | None:
+        if not self.config.read_mem_from_cache:
+            return None
+        read, write = self.mem_slices(prefix_len)
+        rows = torch.cat([torch.arange(read.start, read.stop), torch.arange(write.start, write.stop)]).unique()
+        session = KVHistorySession(
+            prefix_len=prefix_len,
+            mem_rows=rows,
+            history=None if history is None else history[0],
+            history_mask=None if history is None else history[1],
+            plan=layer_call_plan(self.vlm_with_expert, joint_with_expert=joint),
+        )
+        self.vlm_with_expert.kv_session = session
+        return session
+
+    def _run_backbone(self, session, **kwargs):
+        try:
+            return self.vlm_with_expert.forward(**kwargs)
+        finally:
+            if session is not None:
+                self.vlm_with_expert.kv_session = None
+
+    def forward_segment(
+        self, images, img_masks, lang_tokens, lang_masks, state, actions, mem: Tensor,
+        noise=None, time=None, kv_history: KVHistory | None = None,
+    ) -> tuple[Tensor, Tensor, KVHistory | None]:
+        """One training segment: flow-matching losses `[B, chunk, max_action_dim]`, the written memory
+        `[B, M, H]` (fp32) and, with `read_mem_from_cache`, this segment's prefix K/V history."""
+        if noise is None:
+            noise = self.sample_noise(actions.shape, actions.device)
+        if time is None:
+            time = self.sample_time(actions.shape[0], actions.device)
+        t = time[:, None, None]
+        x_t = t * noise + (1 - t) * actions
+        u_t = noise - actions
+        prefix_embs, prefix_pad, prefix_att = self.embed_prefix(
+            images, img_masks, lang_tokens, lang_masks, state=state, mem=mem
+        )
+        suffix_embs, suffix_pad, suffix_att = self.embed_suffix(x_t, time)
+        pad_masks = torch.cat([prefix_pad, suffix_pad], dim=1)
+        att_2d = make_att_2d_masks(pad_masks, torch.cat([prefix_att, suffix_att], dim=1))
+        session = self._kv_session(prefix_embs.shape[1], kv_history, joint=True)
+        (prefix_out, suffix_out), _ = self._run_backbone(
+            session,
+            attention_mask=att_2d,
+            position_ids=torch.cumsum(pad_masks, dim=1) - 1,
+            past_key_values=None,
+            inputs_embeds=[prefix_embs, suffix_embs],
+            use_cache=False,
+        )
+        v_t = self.action_out_proj(suffix_out[:, -self.config.chunk_size :].to(torch.float32))
+        losses = F.mse_loss(u_t, v_t, reduction="none")
+        mem_out = prefix_out[:, self.mem_slices(prefix_embs.shape[1])[1]].to(torch.float32)
+        new_history = None if session is None else (session.finish(), prefix_pad)
+        return losses, mem_out, new_history
+
+    def sample_actions(
+        self, images, img_masks, lang_tokens, lang_masks, state, noise=None,
+        mem: Tensor | None = None, kv_history: KVHistory | None = None, **kwargs,
+    ):
+        """Without `mem`: stock SmolVLA, returns actions `[B, chunk, max_action_dim]`.
+
+        With `mem` `[B, M, H]`: returns `(actions, mem_out [B, M, H] fp32, kv_history or None)`. The
+        memory is read from the prefix pass that fills the KV cache; denoising is unchanged.
+        """
+        if mem is None:
+            return super().sample_actions(images, img_masks, lang_tokens, lang_masks, state, noise=noise, **kwargs)
+        bsize, device = state.shape[0], state.device
+        if noise is None:
+            noise = self.sample_noise((bsize, self.config.chunk_size, self.config.max_action_dim), device)
+        prefix_embs, prefix_pad, prefix_att = self.embed_prefix(
+            images, img_masks, lang_tokens, lang_masks, state=state, mem=mem
+        )
+        session = self._kv_session(prefix_embs.shape[1], kv_history, joint=False)
+        (prefix_out, _), past_key_values = self._run_backbone(
+            session,
+            attention_mask=make_att_2d_masks(prefix_pad, prefix_att),
+            position_ids=torch.cumsum(prefix_pad, dim=1) - 1,
+            past_key_values=None,
+            inputs_embeds=[prefix_embs, None],
+            use_cache=self.config.use_cache,
+        )
+        mem_out = prefix_out[:, self.mem_slices(prefix_embs.shape[1])[1]].to(torch.float32)
+        new_history = None if session is None else (session.finish(), prefix_pad)
+        actions = euler_integrate(
+            lambda x_t, timestep: self.denoise_step(
+                x_t=x_t, prefix_pad_masks=prefix_pad, past_key_values=past_key_values, timestep=timestep
+            ),
+            noise,
+            self.config.num_steps,
+            rtc_processor=self.rtc_processor,
+            rtc_enabled=self._rtc_enabled(),
+            inference_delay=kwargs.get("inference_delay"),
+            prev_chunk_left_over=kwargs.get("prev_chunk_left_over"),
+            execution_horizon=kwargs.get("execution_horizon"),
+        )
+        return actions, mem_out, new_history
+
+
+class SmolVLARMTPolicy(SmolVLAPolicy):
+    """The LeRobot interface (`reset`, `select_action`, `predict_action_chunk`, `forward`) with memory.
+
+    Memory is carried across chunk computations in `_mem_tokens_state` `[M, B, H]` and cleared by
+    `reset()`. `forward` unrolls memory through the K segments of each training sample.
+    """
+
+    config_class = SmolVLARMTConfig
+    name = "smolvla_rmt"
+
+    def __init__(self, config: SmolVLARMTConfig, **kwargs):
+        # Same steps as SmolVLAPolicy.__init__, with the memory-aware flow-matching model (building
+        # the stock one first would cost a second backbone construction).
+        require_package("transformers", extra="smolvla")
+        PreTrainedPolicy.__init__(self, config)
+        config.validate_features()
+        self.config = config
+        self.init_rtc_processor()
+        self.model = VLAFlowMatchingRMT(config, rtc_processor=self.rtc_processor)
+        self.reset()
+
+    def reset(self):
+        """Clear the action queue and the memory (call at every episode start)."""
+        super().reset()
+        self._mem_tokens_state: Tensor | None = None
+        self._mem_kv_history: KVHistory | None = None
+
+    def current_memory(self, batch_size: int) -> Tensor:
+        """`[B, M, H]` memory the next chunk computation will read."""
+        if self._mem_tokens_state is None:
+            return self.model.initial_memory(batch_size)
+        if self._mem_tokens_state.shape[1] != batch_size:
+            raise ValueError(
+                f"the memory state holds {self._mem_tokens_state.shape[1]} episodes but the batch has "
+                f"{batch_size}; call policy.reset() when the batch changes."
+            )
+        return self._mem_tokens_state.transpose(0, 1)
+
+    def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+        if not self.config.uses_memory:
+            return super()._get_action_chunk(batch, noise, **kwargs)
+        images, img_masks = self.prepare_images(batch)
+        state = self.prepare_state(batch)
+        actions, mem_out, self._mem_kv_history = self.model.sample_actions(
+            images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
+            noise=noise, mem=self.current_memory(state.shape[0]), kv_history=self._mem_kv_history, **kwargs,
+        )
+        self._mem_tokens_state = mem_out.transpose(0, 1).detach()
+        return actions[:, :, : self.config.action_feature.shape[0]]
+
+    def forward(self, batch: dict[str, Tensor], noise=None, time=None, reduction: str = "mean"):
+        """Training loss. K=1 without memory is exactly SmolVLA; otherwise memory is unrolled through
+        the K segments of each sample (observations `[B, K, ...]`, actions `[B, (K-1)*stride + chunk, A]`)."""
+        if not self.config.uses_memory and self.config.n_mem_segments == 1:
+            return super().forward(batch, noise=noise, time=time, reduction=reduction)
+        return self._forward_segments(batch, noise=noise, time=time, reduction=reduction)
+
+    def _segment_views(self, batch: dict[str, Tensor]):
+        """Split a batch into K per-segment batches; yields (segment batch, valid [B], actions, action pad)."""
+        cfg = self.config
+        state = batch[OBS_STATE]
+        k = state.shape[1] if state.ndim == 3 else 1
+        if k not in (1, cfg.n_mem_segments) or (k == 1 and state.ndim == 3 and cfg.n_mem_segments != 1):
+            raise ValueError(
+                f"expected observations with K={cfg.n_mem_segments} segments ([B, K, ...], from the dataset's "
+                f"`observation_delta_indices` {cfg.observation_delta_indices}), got `{OBS_STATE}` of shape "
+                f"{tuple(state.shape)}. Build the dataset with this policy config's delta timestamps."
+            )
+        actions = batch[ACTION]
+        need = cfg.chunk_size + (k - 1) * cfg.mem_segment_stride
+        if actions.shape[1] != need:
+            raise ValueError(
+                f"expected `{ACTION}` with {need} steps ((K-1)*mem_segment_stride + chunk_size) for K={k}, got "
+                f"{tuple(actions.shape)}."
+            )
+        act_pad = batch.get("action_is_pad")
+        seg_pad = batch.get(f"{OBS_STATE}_is_pad")
+        obs_keys = [key for key in batch if key.startswith("observation.") and isinstance(batch[key], Tensor)]
+        for i in range(k):
+            seg = dict(batch)
+            if k > 1 or state.ndim == 3:
+                for key in obs_keys:
+                    if key.endswith("_is_pad") or key in (OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK):
+                        continue
+                    seg[key] = batch[key][:, i]
+            valid = torch.ones(state.shape[0], dtype=torch.bool, device=state.device)
+            if seg_pad is not None and seg_pad.ndim == 2:
+                valid = ~seg_pad[:, i]
+            lo = i * cfg.mem_segment_stride
+            seg_actions = actions[:, lo : lo + cfg.chunk_size]
+            seg_act_pad = None if act_pad is None else act_pad[:, lo : lo + cfg.chunk_size]
+            yield seg, valid, seg_actions, seg_act_pad
+
+    def _forward_segments(self, batch, noise=None, time=None, reduction="mean"):
+        cfg = self.config
+        lang_tokens, lang_masks = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
+        action_dim = cfg.action_feature.shape[0]
+        mem, history = None, None
+        loss_sum = per_sample_sum = per_sample_count = None
+        for i, (seg, valid, seg_actions, seg_act_pad) in enumerate(self._segment_views(batch)):
+            images, img_masks = self.prepare_images(seg)
+            state = self.prepare_state(seg)
+            actions = pad_vector(seg_actions, cfg.max_action_dim)
+            if cfg.uses_memory:
+                if mem is None:
+                    mem = self.model.initial_memory(state.shape[0])
+                elif i % cfg.mem_bptt_segments == 0:  # truncated BPTT: no gradient flows past this point
+                    mem = mem.detach()
+                    history = None if history is None else ([(k.detach(), v.detach()) for k, v in history[0]], history[1])
+                losses, mem_new, new_history = self.model.forward_segment(
+                    images, img_masks, lang_tokens, lang_masks, state, actions, mem,
+                    noise=noise, time=time, kv_history=history,
+                )
+                # Segments padded before the episode start leave memory (and history) unchanged.
+                mem = torch.where(valid[:, None, None], mem_new, mem)
+                if new_history is not None:
+                    if history is None:
+                        history = (new_history[0], new_history[1] & valid[:, None])
+                    else:
+                        history = _merge_history(history, new_history, valid)
+            else:
+                losses = self.model.forward(images, img_masks, lang_tokens, lang_masks, state, actions, noise, time)
+            losses = losses[:, :, :action_dim]
+            weight = valid[:, None].expand(-1, losses.shape[1])
+            if seg_act_pad is not None:
+                weight = weight & ~seg_act_pad
+            weighted = (losses * weight[..., None]).sum(dim=(1, 2))
+            count = weight.sum(dim=1) * action_dim
+            per_sample_sum = weighted if per_sample_sum is None else per_sample_sum + weighted
+            per_sample_count = count if per_sample_count is None else per_sample_count + count
+        loss_dict = {"n_valid_segments": float(per_sample_count.sum().item() / max(action_dim * cfg.chunk_size, 1))}
+        if reduction == "none":
+            per_sample = per_sample_sum / per_sample_count.clamp_min(1)
+            loss_dict["loss"] = per_sample.mean().item()
+            return per_sample, loss_dict
+        loss_sum = per_sample_sum.sum() / per_sample_count.sum().clamp_min(1)
+        loss_dict["loss"] = loss_sum.item()
+        return loss_sum, loss_dict
+
+
+def _merge_history(old: KVHistory, new: KVHistory, valid: Tensor) -> KVHistory:
+    """Per batch row: take the new segment's K/V where the segment is valid, else keep the old.
+    Prefix lengths of consecutive segments are equal (same prompt padding within a batch)."""
+    sel = valid[:, None, None, None]
+    layers = [(torch.where(sel, nk, ok), torch.where(sel, nv, ov)) for (ok, ov), (nk, nv) in zip(old[0], new[0], strict=True)]
+    mask = torch.where(valid[:, None], new[1], old[1])
+    return layers, mask
