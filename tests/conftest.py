@@ -23,3 +23,13 @@ def tiny_vlm():
     from memlens.models import install_vlm
 
     return install_vlm("tiny", hf_home=os.environ["HF_HOME"])
+
+
+@pytest.fixture(scope="session")
+def cue_dataset(tmp_path_factory):
+    """A small cue-recall dataset (short delay) recorded with the scripted expert."""
+    from memlens.tasks.record import record_dataset
+
+    root = tmp_path_factory.mktemp("data") / "cue_short"
+    return record_dataset(root=root, repo_id="local/cue_short", task="cue_recall", variant="short",
+                          n_episodes=6, seed=0, progress=False)

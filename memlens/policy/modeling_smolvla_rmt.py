@@ -315,7 +315,8 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
         lang_tokens, lang_masks = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
         action_dim = cfg.action_feature.shape[0]
         mem, history = None, None
-        loss_sum = per_sample_sum = per_sample_count = None
+        per_sample_sum = per_sample_count = None
+        n_valid_segments = 0
         for i, (seg, valid, seg_actions, seg_act_pad) in enumerate(self._segment_views(batch)):
             images, img_masks = self.prepare_images(seg)
             state = self.prepare_state(seg)
@@ -340,6 +341,7 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
             else:
                 losses = self.model.forward(images, img_masks, lang_tokens, lang_masks, state, actions, noise, time)
             losses = losses[:, :, :action_dim]
+            n_valid_segments += int(valid.sum())
             weight = valid[:, None].expand(-1, losses.shape[1])
             if seg_act_pad is not None:
                 weight = weight & ~seg_act_pad
@@ -347,14 +349,14 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
             count = weight.sum(dim=1) * action_dim
             per_sample_sum = weighted if per_sample_sum is None else per_sample_sum + weighted
             per_sample_count = count if per_sample_count is None else per_sample_count + count
-        loss_dict = {"n_valid_segments": float(per_sample_count.sum().item() / max(action_dim * cfg.chunk_size, 1))}
+        loss_dict = {"n_valid_segments": float(n_valid_segments)}
         if reduction == "none":
             per_sample = per_sample_sum / per_sample_count.clamp_min(1)
             loss_dict["loss"] = per_sample.mean().item()
             return per_sample, loss_dict
-        loss_sum = per_sample_sum.sum() / per_sample_count.sum().clamp_min(1)
-        loss_dict["loss"] = loss_sum.item()
-        return loss_sum, loss_dict
+        loss = per_sample_sum.sum() / per_sample_count.sum().clamp_min(1)
+        loss_dict["loss"] = loss.item()
+        return loss, loss_dict
 
 
 def _merge_history(old: KVHistory, new: KVHistory, valid: Tensor) -> KVHistory:

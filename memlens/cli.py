@@ -1,0 +1,134 @@
+"""The `memlens` command line: a thin layer over the same functions the notebooks call."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from memlens.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train SmolVLA with RMT memory tokens, show whether memory helps, and show what the memory holds.",
+)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command("build-models")
+def build_models(
+    full_size: bool = typer.Option(False, "--full-size", help="Also install the full-size SmolVLM2-500M architecture (random weights)."),
+    hf_home: Path = typer.Option(None, help="Hub cache root (default: $HF_HOME or ~/.cache/huggingface)."),
+):
+    """Install the local SmolVLM backbones into the Hub cache, so nothing needs the Hub.
+
+    Example:  memlens build-models --full-size
+    """
+    from memlens.models import install_vlm
+
+    for kind in ["tiny"] + (["full"] if full_size else []):
+        typer.echo(f"{kind}: {install_vlm(kind, hf_home=hf_home)}")
+
+
+@app.command("record")
+def record(
+    out: Path = typer.Argument(..., help="Directory of the new dataset (must not exist or be empty)."),
+    task: str = typer.Option("cue_recall", help="cue_recall or count."),
+    variant: str = typer.Option("short", help="short, medium, long, extra_long or control."),
+    n_episodes: int = typer.Option(50, help="Episodes to record."),
+    n_targets: int = typer.Option(4, help="Number of targets (and cues)."),
+    seed: int = typer.Option(0, help="Seed of the episode generator."),
+    repo_id: str = typer.Option(None, help="Dataset repo id (default: local/<folder name>)."),
+):
+    """Record a memory-task dataset (LeRobotDataset v3) with the scripted expert.
+
+    Example:  memlens record data/cue_short --task cue_recall --variant short --n-episodes 50
+    """
+    from memlens.tasks.record import record_dataset
+
+    try:
+        path = record_dataset(
+            root=out, repo_id=repo_id or f"local/{out.name}", task=task, variant=variant,
+            n_episodes=n_episodes, seed=seed, n_targets=n_targets,
+        )
+    except (ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    typer.echo(f"dataset written to {path}")
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def train(ctx: typer.Context):
+    """Run lerobot-train with memlens registered; every argument is passed to lerobot-train unchanged.
+
+    `--policy.push_to_hub=false` is added when absent. `--policy.path=CKPT` with a plain SmolVLA
+    checkpoint plus `--policy.num_mem_tokens=N` fine-tunes it with memory added: every SmolVLA
+    weight loads, the memory parameters start fresh and are listed.
+
+    Example:  memlens train --policy.type=smolvla_rmt --policy.vlm_model_name=memlens/tiny-smolvlm
+    --policy.num_mem_tokens=4 --policy.n_mem_segments=4 --dataset.repo_id=local/cue
+    --dataset.root=data/cue --output_dir=outputs/rmt --steps=200 --batch_size=8
+    """
+    from memlens.train import run_lerobot_train
+
+    try:
+        run_lerobot_train(list(ctx.args))
+    except UserError as exc:
+        _fail(str(exc))
+
+
+@app.command("inspect")
+def inspect(
+    ckpt: str = typer.Argument(..., help="Checkpoint directory or Hub id."),
+    dataset: str = typer.Option(None, help="Dataset path (or repo id with --root) to step an episode of."),
+    root: Path = typer.Option(None, help="Dataset root when DATASET is a repo id."),
+    episode: int = typer.Option(0, help="Episode to step through."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+):
+    """The guide's debugging snippets: memory parameters, then the memory state per chunk of an episode.
+
+    Example:  memlens inspect outputs/rmt/checkpoints/last/pretrained_model --dataset data/cue_short
+    """
+    from memlens.inspect import inspect_checkpoint
+
+    try:
+        inspect_checkpoint(ckpt, dataset=dataset, root=root, episode=episode, device=device)
+    except (UserError, FileNotFoundError, ValueError, KeyError, IndexError) as exc:
+        _fail(str(exc))
+
+
+@app.command("demo")
+def demo(
+    workdir: Path = typer.Option(Path("artifacts/demo"), help="Where the demo dataset and runs go."),
+    steps: int = typer.Option(300, help="Training steps for the memory policy."),
+):
+    """The main job on the built-in demo: tiny model, memory-task dataset, recurrent training, replay.
+
+    Example:  memlens demo --steps 300
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo uses only locally built models
+    from memlens.demo import run_demo
+
+    run_demo(workdir=workdir, steps=steps)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:  # pragma: no cover - commands catch their own
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

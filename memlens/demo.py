@@ -1,0 +1,42 @@
+"""`memlens demo`: the whole path on the built-in demo, on a CPU, offline.
+
+1. install the tiny SmolVLM into the Hub cache; 2. record a cue-recall dataset with the scripted
+expert; 3. train a `smolvla_rmt` policy with lerobot-train over K recurrent segments; 4. replay an
+episode with `select_action` and print how the memory evolves per chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+DEMO_TASK, DEMO_VARIANT = "cue_recall", "short"
+
+
+def run_demo(*, workdir: Path, steps: int = 300, n_episodes: int = 30, console: Console | None = None) -> Path:
+    from memlens.inspect import inspect_checkpoint
+    from memlens.models import install_vlm
+    from memlens.tasks.record import record_dataset
+    from memlens.train import run_lerobot_train, tiny_train_args
+
+    console = console or Console()
+    workdir = Path(workdir)
+    console.rule("1/4 tiny SmolVLM backbone")
+    console.print(install_vlm("tiny"))
+    dataset = workdir / "data" / f"{DEMO_TASK}_{DEMO_VARIANT}"
+    console.rule(f"2/4 dataset: {DEMO_TASK}/{DEMO_VARIANT}, {n_episodes} expert episodes")
+    if not (dataset / "meta" / "info.json").is_file():
+        record_dataset(root=dataset, repo_id=f"local/{dataset.name}", task=DEMO_TASK, variant=DEMO_VARIANT,
+                       n_episodes=n_episodes, seed=0)
+    console.print(dataset)
+    run = workdir / "runs" / time.strftime("rmt-%Y%m%d-%H%M%S")
+    console.rule(f"3/4 lerobot-train smolvla_rmt, 4 memory tokens, K=5 segments, {steps} steps")
+    run_lerobot_train(tiny_train_args(dataset_root=dataset, output_dir=run, steps=steps, batch_size=8,
+                                      num_mem_tokens=4, n_mem_segments=5))
+    ckpt = run / "checkpoints" / "last" / "pretrained_model"
+    console.rule("4/4 replay episode 0 with select_action: memory per chunk")
+    inspect_checkpoint(str(ckpt), dataset=str(dataset), episode=0, console=console)
+    console.print(f"\ncheckpoint: {ckpt}\ndataset:    {dataset}")
+    return ckpt

@@ -1,0 +1,116 @@
+"""`memlens train`: lerobot-train with memlens registered, plus memory fine-tuning from SmolVLA.
+
+Stock `lerobot-train --policy.type=smolvla_rmt ...` works as well once memlens is installed: the
+shim distribution `lerobot_policy_smolvla_rmt` (plugins/) is imported by lerobot's
+`register_third_party_plugins()`. This wrapper adds two conveniences and nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from memlens.errors import UserError
+
+
+def _arg_value(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _replace_arg(args: list[str], name: str, value: str) -> list[str]:
+    out, skip = [], False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if arg.startswith(f"{name}="):
+            out.append(f"{name}={value}")
+        elif arg == name and i + 1 < len(args):
+            out.append(f"{name}={value}")
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def prepare_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Return (lerobot-train arguments, notes for the user)."""
+    from memlens.policy.finetune import MEMORY_FIELDS, as_memory_checkpoint, checkpoint_type, resolve_checkpoint_dir
+
+    notes = []
+    if _arg_value(args, "--policy.push_to_hub") is None:
+        args = [*args, "--policy.push_to_hub=false"]
+    path = _arg_value(args, "--policy.path")
+    wants_memory = any(_arg_value(args, f"--policy.{f}") is not None for f in MEMORY_FIELDS)
+    if path is not None and wants_memory:
+        try:
+            src = resolve_checkpoint_dir(path)
+            kind = checkpoint_type(src)
+            converted = as_memory_checkpoint(src)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(str(exc)) from exc
+        if kind == "smolvla":
+            m = _arg_value(args, "--policy.num_mem_tokens") or "0"
+            notes.append(
+                f"fine-tuning SmolVLA checkpoint {path} with memory: every SmolVLA weight loads; new parameters "
+                f"start fresh: model.mem_tokens [{m}, 1, hidden] (lerobot lists them as missing keys when loading)."
+            )
+        args = _replace_arg(args, "--policy.path", str(converted))
+    return args, notes
+
+
+def run_lerobot_train(args: list[str]) -> None:
+    """Run lerobot-train in this process with `args` (after `prepare_args`)."""
+    import memlens.plugin  # noqa: F401
+    from lerobot.scripts import lerobot_train
+
+    args, notes = prepare_args(args)
+    for note in notes:
+        print(f"memlens: {note}", flush=True)
+    saved = sys.argv
+    sys.argv = ["lerobot-train", *args]
+    try:
+        lerobot_train.main()
+    finally:
+        sys.argv = saved
+
+
+def policy_args(kwargs: dict) -> list[str]:
+    """`--policy.<field>=<value>` arguments for lerobot-train from config field values."""
+    out = []
+    for key, value in kwargs.items():
+        if isinstance(value, tuple | list):
+            value = "[" + ",".join(str(v) for v in value) + "]"
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        out.append(f"--policy.{key}={value}")
+    return out
+
+
+def tiny_train_args(*, dataset_root, output_dir, steps: int, batch_size: int = 8, **policy_overrides) -> list[str]:
+    """lerobot-train arguments for a `smolvla_rmt` run on the tiny model (CPU, offline)."""
+    from pathlib import Path
+
+    from memlens.models import tiny_smolvla_kwargs
+
+    policy = {**tiny_smolvla_kwargs(), "device": "cpu", **policy_overrides}
+    dataset_root = Path(dataset_root)
+    return [
+        "--policy.type=smolvla_rmt",
+        *policy_args(policy),
+        "--policy.push_to_hub=false",
+        f"--dataset.repo_id=local/{dataset_root.name}",
+        f"--dataset.root={dataset_root}",
+        f"--output_dir={output_dir}",
+        f"--steps={steps}",
+        f"--batch_size={batch_size}",
+        f"--save_freq={steps}",
+        f"--log_freq={max(1, steps // 10)}",
+        "--num_workers=0",
+        "--wandb.enable=false",
+        "--seed=0",
+    ]

@@ -1,0 +1,114 @@
+"""lerobot-train, lerobot-eval and fine-tuning with `smolvla_rmt`, end to end on the tiny model."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from memlens.errors import UserError
+from memlens.train import prepare_args, tiny_train_args
+
+BIN = Path(sys.executable).parent
+
+
+def _run(cmd, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
+    assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(cue_dataset, tmp_path_factory):
+    """Stock `lerobot-train` (plugin discovery, no memlens wrapper) with K=2 recurrent segments."""
+    out = tmp_path_factory.mktemp("runs") / "rmt"
+    args = tiny_train_args(dataset_root=cue_dataset, output_dir=out, steps=4, batch_size=4,
+                           num_mem_tokens=4, n_mem_segments=2)
+    proc = _run([str(BIN / "lerobot-train"), *args])
+    assert "n_valid_segments" in proc.stdout + proc.stderr
+    return out / "checkpoints" / "last" / "pretrained_model"
+
+
+def test_stock_lerobot_train_with_two_segments_writes_a_checkpoint_that_reloads_and_acts(trained_checkpoint, cue_dataset, tmp_path):
+    from memlens.replay import load_policy, open_dataset, replay_episode
+
+    config = json.loads((trained_checkpoint / "config.json").read_text())
+    assert config["type"] == "smolvla_rmt" and config["n_mem_segments"] == 2 and config["num_mem_tokens"] == 4
+    moved = tmp_path / "moved" / "ckpt"
+    shutil.copytree(trained_checkpoint, moved)
+    loaded = load_policy(moved)
+    dataset = open_dataset(cue_dataset)
+    memories = []
+    actions = replay_episode(loaded, dataset, 0, on_step=lambda t, f, a: memories.append(loaded.policy._mem_tokens_state))
+    n_frames = int(dataset.meta.episodes[0]["length"])
+    assert len(actions) == n_frames and actions[0].shape == (1, 2)
+    distinct = {id(m) for m in memories}
+    assert len(distinct) == -(-n_frames // loaded.config.n_action_steps)  # one memory update per chunk
+
+
+def test_lerobot_eval_runs_a_memory_checkpoint_and_resets_memory_each_episode(trained_checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    _run([str(BIN / "lerobot-eval"), f"--policy.path={trained_checkpoint}", "--env.type=memlens_cue_recall",
+          "--env.variant=short", "--eval.n_episodes=2", "--eval.batch_size=2", "--eval.use_async_envs=false",
+          "--policy.device=cpu", f"--output_dir={out}"], timeout=600)
+    info = json.loads((out / "eval_info.json").read_text())
+    assert info["overall"]["n_episodes"] == 2
+
+
+def test_each_rollout_starts_from_the_initial_memory(trained_checkpoint):
+    from lerobot.envs.factory import make_env, make_env_pre_post_processors
+    from lerobot.scripts.lerobot_eval import rollout
+
+    from memlens.replay import load_policy
+    from memlens.tasks.envs import make_env_config
+
+    loaded = load_policy(trained_checkpoint)
+    env_cfg = make_env_config("memlens_cue_recall", variant="short")
+    env = next(iter(next(iter(make_env(env_cfg, n_envs=1).values())).values()))
+    env_pre, env_post = make_env_pre_post_processors(env_cfg, loaded.config)
+    runs = []
+    for _ in range(2):
+        states = []
+        rollout(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor, seeds=[7],
+                predicted_latents_callback=lambda p: states.append(p._mem_tokens_state.clone()))
+        runs.append(states)
+    env.close()
+    assert not torch.allclose(runs[0][0], runs[0][-1])  # memory moved during the episode
+    assert torch.allclose(runs[1][0], runs[0][0])  # and the next episode started afresh
+
+
+def test_fine_tuning_a_plain_smolvla_checkpoint_loads_every_weight_and_adds_fresh_memory(tmp_path):
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from policy_helpers import config_kwargs
+
+    from memlens.policy import SmolVLARMTPolicy
+
+    torch.manual_seed(0)
+    stock = SmolVLAPolicy(SmolVLAConfig(**config_kwargs()))
+    stock.save_pretrained(tmp_path / "smolvla")
+    args, notes = prepare_args([f"--policy.path={tmp_path / 'smolvla'}", "--policy.num_mem_tokens=4"])
+    path = Path(next(a for a in args if a.startswith("--policy.path=")).split("=", 1)[1])
+    assert "--policy.push_to_hub=false" in args and "model.mem_tokens" in notes[0]
+    assert json.loads((path / "config.json").read_text())["type"] == "smolvla_rmt"
+    from lerobot.configs import PreTrainedConfig
+
+    cfg = PreTrainedConfig.from_pretrained(path, cli_overrides=["--num_mem_tokens=4"])
+    loaded = SmolVLARMTPolicy.from_pretrained(path, config=cfg)
+    sd_stock, sd_new = stock.state_dict(), loaded.state_dict()
+    assert set(sd_new) - set(sd_stock) == {"model.mem_tokens"}
+    assert all(torch.equal(sd_stock[k], sd_new[k]) for k in sd_stock)
+    assert loaded.model.mem_tokens.shape == (4, 1, loaded.model.hidden_size)
+
+
+def test_fine_tuning_from_another_policy_type_is_refused_with_the_allowed_types(tmp_path):
+    ckpt = tmp_path / "act"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"type": "act"}))
+    with pytest.raises(UserError, match=r"'act' checkpoint.*smolvla"):
+        prepare_args([f"--policy.path={ckpt}", "--policy.num_mem_tokens=4"])
