@@ -123,6 +123,8 @@ def demo(
 
 
 def main() -> None:
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 (dataset video encoding): errors only
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except UserError as exc:  # pragma: no cover - commands catch their own
