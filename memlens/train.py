@@ -37,11 +37,32 @@ def _replace_arg(args: list[str], name: str, value: str) -> list[str]:
     return out
 
 
+def _validate_memory_args(args: list[str], memory_fields) -> None:
+    """Check the memory fields before lerobot-train starts, so a bad value is one clear paragraph."""
+    import draccus
+
+    from memlens.policy import SmolVLARMTConfig
+
+    names = (*memory_fields, "chunk_size", "n_action_steps")
+    given = [f"--{n}={_arg_value(args, f'--policy.{n}')}" for n in names if _arg_value(args, f"--policy.{n}") is not None]
+    if not given:
+        return
+    try:
+        draccus.parse(config_class=SmolVLARMTConfig, args=given)
+    except Exception as exc:  # noqa: BLE001 - draccus wraps the config's ValueError in a ParsingError
+        cause = exc.__cause__ if isinstance(exc.__cause__, ValueError | TypeError) else exc
+        raise UserError(f"invalid memory setting: {cause}") from exc
+    except SystemExit as exc:  # draccus could not parse a value
+        raise UserError(f"invalid memory setting among {given}: expected integers for counts, true/false "
+                        "for flags, and one of random/zeros/language for mem_init.") from exc
+
+
 def prepare_args(args: list[str]) -> tuple[list[str], list[str]]:
     """Return (lerobot-train arguments, notes for the user)."""
     from memlens.policy.finetune import MEMORY_FIELDS, as_memory_checkpoint, checkpoint_type, resolve_checkpoint_dir
 
     notes = []
+    _validate_memory_args(args, MEMORY_FIELDS)
     if _arg_value(args, "--policy.push_to_hub") is None:
         args = [*args, "--policy.push_to_hub=false"]
     path = _arg_value(args, "--policy.path")
