@@ -107,6 +107,69 @@ def inspect(
         _fail(str(exc))
 
 
+def parse_episodes(spec: str | None) -> list[int] | None:
+    """'0:20' -> [0..19], '3,5,9' -> [3, 5, 9], None -> None (all)."""
+    if spec is None:
+        return None
+    try:
+        if ":" in spec:
+            lo, hi = spec.split(":", 1)
+            return list(range(int(lo or 0), int(hi)))
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--episodes must look like 0:20 or 3,5,9; got {spec!r}.") from None
+
+
+@app.command("compare")
+def compare(
+    baseline: str = typer.Argument(..., help="Baseline checkpoint (num_mem_tokens=0)."),
+    memory: str = typer.Argument(..., help="Memory checkpoint."),
+    env: str = typer.Option(None, help="Env to evaluate in (memlens_cue_recall, memlens_count)."),
+    variants: str = typer.Option(None, help="Comma-separated variants (default: all)."),
+    n_episodes: int = typer.Option(50, help="Episodes per policy and variant (same seeds for both)."),
+    batch_size: int = typer.Option(10, help="Environments stepped together."),
+    seed: int = typer.Option(100_000, help="Seed of the first episode."),
+    dataset: str = typer.Option(None, help="Offline mode: a dataset path (or repo id with --root) instead of --env."),
+    root: Path = typer.Option(None, help="Dataset root when --dataset is a repo id."),
+    episodes: str = typer.Option(None, help="Offline mode: episodes, e.g. 0:20."),
+    output: Path = typer.Option(Path("evaluation_results.json"), help="Where to write the JSON results."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+):
+    """Baseline against memory: success (95% CI), reward, inference time, peak memory; or offline action error.
+
+    Example:  memlens compare runs/base/checkpoints/last/pretrained_model runs/mem/checkpoints/last/pretrained_model
+    --env memlens_cue_recall --n-episodes 50 --output evaluation_results.json
+    """
+    from rich.progress import Progress
+
+    from memlens.evaluate import compare_in_env, compare_on_dataset, write_results
+    from memlens.report import print_comparison
+
+    ckpts = {"baseline": baseline, "memory": memory}
+    try:
+        if (env is None) == (dataset is None):
+            raise UserError("pass exactly one of --env NAME (closed loop) or --dataset PATH (offline action error).")
+        with Progress(transient=True) as bar:
+            if env is not None:
+                n_variants = len(variants.split(",")) if variants else 5
+                task = bar.add_task("evaluating", total=2 * n_variants)
+                results = compare_in_env(
+                    ckpts, env, variants=variants.split(",") if variants else None, n_episodes=n_episodes,
+                    batch_size=batch_size, seed=seed, device=device,
+                    progress=lambda r: bar.update(task, advance=1, description=f"{r.variant}: {r.policy} {100 * r.success_rate:.0f}%"),
+                )
+            else:
+                eps = parse_episodes(episodes)
+                task = bar.add_task("replaying", total=None)
+                results = compare_on_dataset(ckpts, dataset, root=root, episodes=eps, device=device,
+                                             progress=lambda name, ep: bar.update(task, advance=1, description=f"{name} episode {ep}"))
+    except (UserError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    write_results(results, output)
+    print_comparison(results)
+    typer.echo(f"results written to {output}")
+
+
 @app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("artifacts/demo"), help="Where the demo dataset and runs go."),

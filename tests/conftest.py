@@ -33,3 +33,37 @@ def cue_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "cue_short"
     return record_dataset(root=root, repo_id="local/cue_short", task="cue_recall", variant="short",
                           n_episodes=6, seed=0, progress=False)
+
+
+BIN = __import__("pathlib").Path(__import__("sys").executable).parent
+
+
+def run_ok(cmd, **kw):
+    """Run a command with the test environment; fail with its output tail if it fails."""
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, **kw)
+    assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def _train(dataset, out, **policy):
+    from memlens.train import tiny_train_args
+
+    proc = run_ok([BIN / "lerobot-train", *tiny_train_args(dataset_root=dataset, output_dir=out, steps=4,
+                                                            batch_size=4, **policy)])
+    assert "n_valid_segments" in proc.stdout + proc.stderr  # the recurrent path ran
+    return out / "checkpoints" / "last" / "pretrained_model"
+
+
+@pytest.fixture(scope="session")
+def memory_checkpoint(cue_dataset, tmp_path_factory):
+    """Stock `lerobot-train` (found through the plugin shim) with 4 memory tokens and K=2 segments."""
+    return _train(cue_dataset, tmp_path_factory.mktemp("runs") / "memory", num_mem_tokens=4, n_mem_segments=2)
+
+
+@pytest.fixture(scope="session")
+def baseline_checkpoint(cue_dataset, tmp_path_factory):
+    """The same budget without memory (num_mem_tokens=0, still K=2 segments per sample)."""
+    return _train(cue_dataset, tmp_path_factory.mktemp("runs") / "baseline", num_mem_tokens=0, n_mem_segments=2)

@@ -1,10 +1,7 @@
 """lerobot-train, lerobot-eval and fine-tuning with `smolvla_rmt`, end to end on the tiny model."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,34 +10,16 @@ import torch
 from memlens.errors import UserError
 from memlens.train import prepare_args, tiny_train_args
 
-BIN = Path(sys.executable).parent
+from conftest import BIN, run_ok as _run
 
 
-def _run(cmd, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
-
-
-@pytest.fixture(scope="module")
-def trained_checkpoint(cue_dataset, tmp_path_factory):
-    """Stock `lerobot-train` (plugin discovery, no memlens wrapper) with K=2 recurrent segments."""
-    out = tmp_path_factory.mktemp("runs") / "rmt"
-    args = tiny_train_args(dataset_root=cue_dataset, output_dir=out, steps=4, batch_size=4,
-                           num_mem_tokens=4, n_mem_segments=2)
-    proc = _run([str(BIN / "lerobot-train"), *args])
-    assert "n_valid_segments" in proc.stdout + proc.stderr
-    return out / "checkpoints" / "last" / "pretrained_model"
-
-
-def test_stock_lerobot_train_with_two_segments_writes_a_checkpoint_that_reloads_and_acts(trained_checkpoint, cue_dataset, tmp_path):
+def test_stock_lerobot_train_with_two_segments_writes_a_checkpoint_that_reloads_and_acts(memory_checkpoint, cue_dataset, tmp_path):
     from memlens.replay import load_policy, open_dataset, replay_episode
 
-    config = json.loads((trained_checkpoint / "config.json").read_text())
+    config = json.loads((memory_checkpoint / "config.json").read_text())
     assert config["type"] == "smolvla_rmt" and config["n_mem_segments"] == 2 and config["num_mem_tokens"] == 4
     moved = tmp_path / "moved" / "ckpt"
-    shutil.copytree(trained_checkpoint, moved)
+    shutil.copytree(memory_checkpoint, moved)
     loaded = load_policy(moved)
     dataset = open_dataset(cue_dataset)
     memories = []
@@ -51,23 +30,23 @@ def test_stock_lerobot_train_with_two_segments_writes_a_checkpoint_that_reloads_
     assert len(distinct) == -(-n_frames // loaded.config.n_action_steps)  # one memory update per chunk
 
 
-def test_lerobot_eval_runs_a_memory_checkpoint_and_resets_memory_each_episode(trained_checkpoint, tmp_path):
+def test_lerobot_eval_runs_a_memory_checkpoint_and_resets_memory_each_episode(memory_checkpoint, tmp_path):
     out = tmp_path / "eval"
-    _run([str(BIN / "lerobot-eval"), f"--policy.path={trained_checkpoint}", "--env.type=memlens_cue_recall",
+    _run([str(BIN / "lerobot-eval"), f"--policy.path={memory_checkpoint}", "--env.type=memlens_cue_recall",
           "--env.variant=short", "--eval.n_episodes=2", "--eval.batch_size=2", "--eval.use_async_envs=false",
           "--policy.device=cpu", f"--output_dir={out}"], timeout=600)
     info = json.loads((out / "eval_info.json").read_text())
     assert info["overall"]["n_episodes"] == 2
 
 
-def test_each_rollout_starts_from_the_initial_memory(trained_checkpoint):
+def test_each_rollout_starts_from_the_initial_memory(memory_checkpoint):
     from lerobot.envs.factory import make_env, make_env_pre_post_processors
     from lerobot.scripts.lerobot_eval import rollout
 
     from memlens.replay import load_policy
     from memlens.tasks.envs import make_env_config
 
-    loaded = load_policy(trained_checkpoint)
+    loaded = load_policy(memory_checkpoint)
     env_cfg = make_env_config("memlens_cue_recall", variant="short")
     env = next(iter(next(iter(make_env(env_cfg, n_envs=1).values())).values()))
     env_pre, env_post = make_env_pre_post_processors(env_cfg, loaded.config)

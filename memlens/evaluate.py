@@ -1,0 +1,245 @@
+"""Baseline against memory: closed-loop success in a simulator, or action error offline on a dataset.
+
+`compare_in_env` runs lerobot's own `eval_policy` for each policy on identical seeded episodes, per
+task variant, and adds what the guide's evaluation reports: success rate with a 95% Wilson interval,
+average reward, inference time per action (p50/p95, and per chunk computation), peak memory (CUDA
+max allocated on a GPU, process peak RSS on a CPU). `compare_on_dataset` replays dataset episodes and
+reports the per-episode mean squared error between predicted and recorded actions.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memlens.errors import UserError
+from memlens.replay import LoadedPolicy, load_policy
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (well behaved at 0% and 100%)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    task: str
+    variant: str
+    n_episodes: int
+    success_rate: float
+    success_ci95: tuple[float, float]
+    avg_sum_reward: float
+    action_ms_p50: float
+    action_ms_p95: float
+    chunk_ms_mean: float
+    peak_memory_mb: float
+    memory_kind: str
+    successes: list[bool] = field(default_factory=list)
+
+
+class _Timer:
+    """Times every `select_action` call of a policy (and separately those that computed a chunk)."""
+
+    def __init__(self, policy):
+        self.policy, self.calls, self.chunk_calls = policy, [], []
+        self._original = policy.select_action
+
+    def __enter__(self):
+        def timed(*args, **kwargs):
+            computes_chunk = len(self.policy._queues["action"]) == 0
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            out = self._original(*args, **kwargs)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            ms = (time.perf_counter() - start) * 1000
+            self.calls.append(ms)
+            if computes_chunk:
+                self.chunk_calls.append(ms)
+            return out
+
+        self.policy.select_action = timed
+        return self
+
+    def __exit__(self, *exc):
+        del self.policy.select_action  # back to the class method
+
+
+def _peak_memory_mb(device: str) -> tuple[float, str]:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
+
+
+def check_policy_matches_env(loaded: LoadedPolicy, env_cfg) -> None:
+    """Raise UserError naming the keys when the policy's inputs/outputs do not match the env's."""
+    from lerobot.envs.utils import env_to_policy_features
+
+    env_features = env_to_policy_features(env_cfg)
+    problems = []
+    for key, feat in {**loaded.config.input_features, **loaded.config.output_features}.items():
+        if key.startswith("observation.images.empty"):
+            continue
+        if key not in env_features:
+            problems.append(f"{key} (policy expects {tuple(feat.shape)}, the env has no such key)")
+        elif tuple(env_features[key].shape) != tuple(feat.shape):
+            problems.append(f"{key} (policy expects {tuple(feat.shape)}, the env gives {tuple(env_features[key].shape)})")
+    if problems:
+        raise UserError(
+            f"checkpoint {loaded.path} does not match env {env_cfg.type}: " + "; ".join(problems)
+            + f". The env provides {sorted(env_features)}. Evaluate a checkpoint trained on this env's data."
+        )
+
+
+def check_same_features(a: LoadedPolicy, b: LoadedPolicy) -> None:
+    def feats(lp):
+        return {k: tuple(v.shape) for k, v in {**lp.config.input_features, **lp.config.output_features}.items()}
+
+    fa, fb = feats(a), feats(b)
+    if fa != fb:
+        diff = sorted(set(fa.items()) ^ set(fb.items()))
+        raise UserError(
+            f"the two checkpoints were trained on different features ({a.path}: {fa}; {b.path}: {fb}; differing: "
+            f"{diff}). Compare checkpoints trained on the same dataset."
+        )
+
+
+def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int, batch_size: int,
+                    seed: int, device: str = "cpu") -> PolicyResult:
+    """lerobot's `eval_policy` on `n_episodes` seeded episodes, with timing and peak memory."""
+    from lerobot.envs.factory import make_env, make_env_pre_post_processors
+    from lerobot.scripts.lerobot_eval import eval_policy
+
+    batch_size = max(1, min(batch_size, n_episodes))
+    envs = make_env(env_cfg, n_envs=batch_size, use_async_envs=False)
+    env = next(iter(next(iter(envs.values())).values()))
+    env_pre, env_post = make_env_pre_post_processors(env_cfg, loaded.config)
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with torch.no_grad(), _Timer(loaded.policy) as timer:
+            info = eval_policy(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor,
+                               n_episodes=n_episodes, start_seed=seed)
+    finally:
+        env.close()
+    successes = [bool(e["success"]) for e in info["per_episode"]]
+    peak, kind = _peak_memory_mb(device)
+    calls = np.asarray(timer.calls) if timer.calls else np.asarray([float("nan")])
+    return PolicyResult(
+        policy=name,
+        task=getattr(env_cfg, "task_kind", env_cfg.type),
+        variant=getattr(env_cfg, "variant", ""),
+        n_episodes=len(successes),
+        success_rate=sum(successes) / len(successes),
+        success_ci95=wilson_interval(sum(successes), len(successes)),
+        avg_sum_reward=float(info["aggregated"]["avg_sum_reward"]),
+        action_ms_p50=float(np.percentile(calls, 50)),
+        action_ms_p95=float(np.percentile(calls, 95)),
+        chunk_ms_mean=float(np.mean(timer.chunk_calls)) if timer.chunk_calls else float("nan"),
+        peak_memory_mb=peak,
+        memory_kind=kind,
+        successes=successes,
+    )
+
+
+def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str] | None = None,
+                   n_episodes: int = 50, batch_size: int = 10, seed: int = 100_000, device: str = "cpu",
+                   progress=None) -> dict:
+    """Evaluate each named checkpoint on every variant of `env`; returns the JSON-ready results."""
+    from memlens.tasks.envs import KNOWN_ENVS, make_env_config
+    from memlens.tasks.worlds import VARIANTS
+
+    if n_episodes < 1:
+        raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
+    if env not in KNOWN_ENVS:
+        raise UserError(f"unknown env {env!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
+    variants = list(variants or VARIANTS)
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise UserError(f"unknown variant(s) {bad}; known variants: {', '.join(VARIANTS)}.")
+    loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
+    names = list(loaded)
+    for other in names[1:]:
+        check_same_features(loaded[names[0]], loaded[other])
+    results = []
+    for variant in variants:
+        env_cfg = make_env_config(env, variant=variant)
+        for name, lp in loaded.items():
+            check_policy_matches_env(lp, env_cfg)
+            res = evaluate_in_env(lp, env_cfg, name=name, n_episodes=n_episodes, batch_size=batch_size,
+                                  seed=seed, device=device)
+            res.task, res.variant = env, variant
+            results.append(res)
+            if progress is not None:
+                progress(res)
+    return {
+        "env": env,
+        "n_episodes": n_episodes,
+        "seed": seed,
+        "device": device,
+        "policies": {
+            name: {"path": str(lp.path), "type": lp.config.type,
+                   "num_mem_tokens": getattr(lp.config, "num_mem_tokens", 0),
+                   "n_mem_segments": getattr(lp.config, "n_mem_segments", 1)}
+            for name, lp in loaded.items()
+        },
+        "results": [asdict(r) for r in results],
+    }
+
+
+def compare_on_dataset(checkpoints: dict[str, str], dataset: str, *, root: str | None = None,
+                       episodes: list[int] | None = None, device: str = "cpu", progress=None) -> dict:
+    """Offline: per-episode MSE between each policy's actions and the dataset's, replayed as deployed."""
+    from memlens.replay import episode_frames, open_dataset, replay_episode
+
+    ds = open_dataset(dataset, root=root)
+    total = ds.meta.total_episodes
+    episodes = list(range(total)) if episodes is None else episodes
+    if not episodes:
+        raise UserError("no episodes selected: pass at least one episode.")
+    out_of_range = [e for e in episodes if not 0 <= e < total]
+    if out_of_range:
+        raise UserError(f"episodes {out_of_range} are out of range: the dataset has episodes 0..{total - 1}.")
+    loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
+    names = list(loaded)
+    for other in names[1:]:
+        check_same_features(loaded[names[0]], loaded[other])
+    results = {}
+    for name, lp in loaded.items():
+        errors = []
+        for ep in episodes:
+            predicted = torch.cat(replay_episode(lp, ds, ep)).float()
+            recorded = torch.stack([f["action"] for f in episode_frames(ds, ep)]).float()
+            errors.append(float(((predicted - recorded) ** 2).mean()))
+            if progress is not None:
+                progress(name, ep)
+        arr = np.asarray(errors)
+        half = 1.96 * arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
+        results[name] = {"action_mse_mean": float(arr.mean()), "action_mse_ci95": [float(arr.mean() - half),
+                         float(arr.mean() + half)], "per_episode_mse": errors}
+    return {"dataset": str(dataset), "episodes": episodes, "results": results}
+
+
+def write_results(results: dict, output: str | Path) -> Path:
+    import json
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(output.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(output)
+    return output

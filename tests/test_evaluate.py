@@ -1,0 +1,62 @@
+"""`memlens compare`: closed-loop and offline comparison of a baseline and a memory checkpoint."""
+
+import json
+
+import pytest
+from conftest import BIN, run_ok
+
+from memlens.errors import UserError
+from memlens.evaluate import compare_in_env, compare_on_dataset, wilson_interval
+
+
+def test_wilson_interval_matches_known_values_and_stays_in_bounds():
+    lo, hi = wilson_interval(45, 50)
+    assert lo == pytest.approx(0.7864, abs=1e-3) and hi == pytest.approx(0.9565, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+def test_compare_in_env_reports_every_metric_for_both_policies(baseline_checkpoint, memory_checkpoint):
+    res = compare_in_env({"baseline": baseline_checkpoint, "memory": memory_checkpoint}, "memlens_cue_recall",
+                         variants=["short", "control"], n_episodes=2, batch_size=2, seed=5)
+    assert [(r["variant"], r["policy"]) for r in res["results"]] == [
+        ("short", "baseline"), ("short", "memory"), ("control", "baseline"), ("control", "memory")]
+    for r in res["results"]:
+        assert r["n_episodes"] == 2 and 0 <= r["success_ci95"][0] <= r["success_rate"] <= r["success_ci95"][1] <= 1
+        assert r["action_ms_p95"] >= r["action_ms_p50"] > 0 and r["chunk_ms_mean"] > 0
+        assert r["peak_memory_mb"] > 0 and r["memory_kind"] == "cpu_process_peak_rss"
+    assert res["policies"]["memory"]["num_mem_tokens"] == 4 and res["policies"]["baseline"]["num_mem_tokens"] == 0
+
+
+def test_compare_offline_on_a_dataset_gives_per_episode_action_error(baseline_checkpoint, memory_checkpoint, cue_dataset):
+    res = compare_on_dataset({"baseline": baseline_checkpoint, "memory": memory_checkpoint}, str(cue_dataset),
+                             episodes=[0, 1])
+    for name in ("baseline", "memory"):
+        r = res["results"][name]
+        assert len(r["per_episode_mse"]) == 2 and r["action_mse_mean"] > 0
+        assert r["action_mse_ci95"][0] <= r["action_mse_mean"] <= r["action_mse_ci95"][1]
+
+
+def test_memlens_compare_cli_writes_the_json(baseline_checkpoint, memory_checkpoint, tmp_path):
+    out = tmp_path / "evaluation_results.json"
+    proc = run_ok([BIN / "memlens", "compare", baseline_checkpoint, memory_checkpoint, "--env", "memlens_count",
+                   "--variants", "short", "--n-episodes", "1", "--batch-size", "1", "--output", out])
+    data = json.loads(out.read_text())
+    assert data["env"] == "memlens_count" and len(data["results"]) == 2
+    assert "baseline" in proc.stdout and "results written" in proc.stdout
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"env": "memlens_nope"}, "known envs: memlens_count, memlens_cue_recall"),
+    ({"env": "memlens_cue_recall", "n_episodes": 0}, "at least 1"),
+    ({"env": "memlens_cue_recall", "variants": ["forever"]}, "known variants"),
+])
+def test_compare_rejects_bad_input_clearly(baseline_checkpoint, memory_checkpoint, kwargs, message):
+    env = kwargs.pop("env")
+    with pytest.raises(UserError, match=message):
+        compare_in_env({"baseline": baseline_checkpoint, "memory": memory_checkpoint}, env, **kwargs)
+
+
+def test_an_episode_range_outside_the_dataset_is_rejected(baseline_checkpoint, memory_checkpoint, cue_dataset):
+    with pytest.raises(UserError, match=r"out of range.*0\.\.5"):
+        compare_on_dataset({"baseline": baseline_checkpoint, "memory": memory_checkpoint}, str(cue_dataset),
+                           episodes=[3, 40])
