@@ -170,6 +170,26 @@ def compare(
     typer.echo(f"results written to {output}")
 
 
+@app.command("experiment")
+def experiment(
+    out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
+    tasks: str = typer.Option("cue_recall,count", help="Comma-separated tasks."),
+    steps: int = typer.Option(1500, help="Training steps per policy."),
+    n_episodes: int = typer.Option(50, help="Evaluation episodes per policy and variant."),
+    seed: int = typer.Option(0, help="Seed of data and training (evaluation uses its own fixed seeds)."),
+):
+    """Baseline against memory on the memory tasks: record, train both with one budget, evaluate every variant.
+
+    Example:  memlens experiment --out artifacts/experiment --tasks cue_recall --steps 1500 --n-episodes 50
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from memlens.experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(tasks=tuple(tasks.split(",")), steps=steps, n_eval_episodes=n_episodes, seed=seed)
+    run_experiment(out, cfg)
+    typer.echo(f"results: {out / 'results.md'}")
+
+
 @app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("artifacts/demo"), help="Where the demo dataset and runs go."),
