@@ -170,6 +170,47 @@ def compare(
     typer.echo(f"results written to {output}")
 
 
+@app.command("capture")
+def capture_cmd(
+    ckpt: str = typer.Argument(..., help="Checkpoint directory or Hub id."),
+    dataset: str = typer.Argument(..., help="Dataset path, or a repo id with --root."),
+    out: Path = typer.Option(..., "--out", help="Trace store to write (resumes if it exists)."),
+    root: Path = typer.Option(None, help="Dataset root when DATASET is a repo id."),
+    episodes: str = typer.Option(None, help="Episodes, e.g. 0:20 or 3,5,9 (default: all)."),
+    attention: bool = typer.Option(False, "--attention", help="Also record attention summaries per prefix group."),
+    full_attention: bool = typer.Option(False, "--full-attention", help="Also record full prefix attention maps."),
+    hidden: bool = typer.Option(False, "--hidden", help="Also record hidden states at the memory positions per layer."),
+    batch_episodes: int = typer.Option(1, help="Episodes replayed together (throughput on a GPU)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing trace store at --out and start over."),
+    attention_only: bool = typer.Option(False, "--attention-only", help="Capture a checkpoint without memory (attention and actions only)."),
+):
+    """Record memory and attention at every step while dataset episodes replay (the main job).
+
+    Example:  memlens capture runs/mem/checkpoints/last/pretrained_model data/cue_short --out traces/cue
+    --episodes 0:20 --attention
+    """
+    from rich.progress import Progress
+
+    from memlens.capture.run import capture
+
+    try:
+        eps = parse_episodes(episodes)
+        with Progress() as bar:
+            task = bar.add_task("capturing", total=None)
+
+            def progress(kind, done, total):
+                bar.update(task, completed=done, total=total,
+                           description="resuming: committed episodes skipped" if kind == "skip" else "capturing")
+
+            store = capture(ckpt, dataset, str(out), root=root, episodes=eps, attention=attention,
+                            full_attention=full_attention, hidden=hidden, batch_episodes=batch_episodes,
+                            device=device, overwrite=overwrite, attention_only=attention_only, progress=progress)
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"{len(store.episodes())} episodes in {out}")
+
+
 @app.command("experiment")
 def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
@@ -207,7 +248,6 @@ def demo(
 
 def main() -> None:
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 (dataset video encoding): errors only
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except UserError as exc:  # pragma: no cover - commands catch their own

@@ -65,3 +65,9 @@ SITES: dict[str, Site] = {
 def active_sites(*, attention: bool = False, full_attention: bool = False, hidden: bool = False) -> dict[str, Site]:
     options = {"attention": attention or full_attention, "full_attention": full_attention, "hidden": hidden}
     return {n: s for n, s in SITES.items() if s.opt_in is None or options[s.opt_in]}
+
+
+def label_site(label: str) -> Site:
+    """Per-frame label copied from a dataset column `label.<label>` (e.g. the cue of a memory task)."""
+    return Site(f"label/{label}", "label", ("T",), f"dataset column label.{label}",
+                f"per-frame value of the dataset's label.{label} column")

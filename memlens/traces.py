@@ -1,0 +1,53 @@
+"""The notebook API over a trace store: open it, list and read episodes, and fetch the camera frame of
+any step (from the dataset the capture replayed, or from frames stored with a live rollout).
+
+    >>> from memlens.traces import open_traces, frame
+    >>> store = open_traces("traces/cue")                        # doctest: +SKIP
+    >>> ep = store.episode(store.episodes()[0])                  # doctest: +SKIP
+    >>> ep["memory/write"][:5].shape                             # lazy: reads 5 updates -> (5, M, H)
+    >>> frame(store, 0, step=12).shape                           # (H, W, 3) uint8
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from memlens.store import TraceStore
+
+
+def open_traces(path_or_url) -> TraceStore:
+    return TraceStore.open(path_or_url)
+
+
+@lru_cache(maxsize=8)
+def _dataset(repo_id: str, root: str):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset(repo_id, root=root)
+
+
+def cameras(store: TraceStore) -> list[str]:
+    """Camera keys of the replayed dataset."""
+    ds = store.provenance["dataset"]
+    return list(_dataset(ds["repo_id"], ds["root"]).meta.camera_keys)
+
+
+def frame(store: TraceStore, episode: int, step: int, camera: str | None = None) -> np.ndarray:
+    """`[H, W, 3]` uint8 image seen at `step` of `episode` (first camera unless `camera` is given)."""
+    ep = store.episode(episode)
+    stored = [n for n in ep.names if n.startswith("frames/")]  # live rollouts store their frames
+    if stored:
+        return np.asarray(ep[f"frames/{camera}" if camera else stored[0]][step])
+    ds_info = store.provenance["dataset"]
+    ds = _dataset(ds_info["repo_id"], ds_info["root"])
+    camera = camera or ds.meta.camera_keys[0]
+    if camera not in ds.meta.camera_keys:
+        raise KeyError(f"camera {camera!r} not in the dataset; it has {ds.meta.camera_keys}.")
+    length = int(ep.attrs["length"])
+    if not 0 <= step < length:
+        raise IndexError(f"step {step} is out of range: episode {episode} has steps 0..{length - 1}.")
+    start = int(ds.meta.episodes[episode]["dataset_from_index"])
+    img = ds[start + step][camera]  # [3, H, W] float in [0, 1]
+    return (img.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
