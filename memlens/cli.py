@@ -173,8 +173,12 @@ def compare(
 @app.command("capture")
 def capture_cmd(
     ckpt: str = typer.Argument(..., help="Checkpoint directory or Hub id."),
-    dataset: str = typer.Argument(..., help="Dataset path, or a repo id with --root."),
+    dataset: str = typer.Argument(None, help="Dataset path, or a repo id with --root (or use --env)."),
     out: Path = typer.Option(..., "--out", help="Trace store to write (resumes if it exists)."),
+    env: str = typer.Option(None, help="Capture live rollouts in this env instead of a dataset."),
+    variant: str = typer.Option("short", help="Env variant for --env."),
+    n_episodes: int = typer.Option(10, help="Live rollouts to capture with --env."),
+    seed: int = typer.Option(0, help="Seed of the first live rollout."),
     root: Path = typer.Option(None, help="Dataset root when DATASET is a repo id."),
     episodes: str = typer.Option(None, help="Episodes, e.g. 0:20 or 3,5,9 (default: all)."),
     attention: bool = typer.Option(False, "--attention", help="Also record attention summaries per prefix group."),
@@ -189,12 +193,16 @@ def capture_cmd(
 
     Example:  memlens capture runs/mem/checkpoints/last/pretrained_model data/cue_short --out traces/cue
     --episodes 0:20 --attention
+    (live rollouts: memlens capture CKPT --env memlens_cue_recall --variant medium --n-episodes 10 --out traces/live)
     """
     from rich.progress import Progress
 
+    from memlens.capture.live import capture_env
     from memlens.capture.run import capture
 
     try:
+        if (env is None) == (dataset is None):
+            raise UserError("pass a DATASET to replay, or --env NAME to capture live rollouts (not both).")
         eps = parse_episodes(episodes)
         with Progress() as bar:
             task = bar.add_task("capturing", total=None)
@@ -203,9 +211,14 @@ def capture_cmd(
                 bar.update(task, completed=done, total=total,
                            description="resuming: committed episodes skipped" if kind == "skip" else "capturing")
 
-            store = capture(ckpt, dataset, str(out), root=root, episodes=eps, attention=attention,
-                            full_attention=full_attention, hidden=hidden, batch_episodes=batch_episodes,
-                            device=device, overwrite=overwrite, attention_only=attention_only, progress=progress)
+            if env is not None:
+                store = capture_env(ckpt, env, str(out), n_episodes=n_episodes, variant=variant, seed=seed,
+                                    attention=attention, hidden=hidden, batch_episodes=batch_episodes, device=device,
+                                    overwrite=overwrite, attention_only=attention_only, progress=progress)
+            else:
+                store = capture(ckpt, dataset, str(out), root=root, episodes=eps, attention=attention,
+                                full_attention=full_attention, hidden=hidden, batch_episodes=batch_episodes,
+                                device=device, overwrite=overwrite, attention_only=attention_only, progress=progress)
     except UserError as exc:
         _fail(str(exc))
     typer.echo(f"{len(store.episodes())} episodes in {out}")

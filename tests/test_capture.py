@@ -119,3 +119,21 @@ def test_torchrun_shards_capture_across_two_processes_into_one_store(memory_chec
     assert store.episodes() == [0, 1, 2, 3]
     single = capture(str(memory_checkpoint), str(cue_dataset), str(tmp_path / "single"), episodes=[3])
     assert np.allclose(store.episode(3).load("memory/write"), single.episode(3).load("memory/write"), atol=1e-5)
+
+
+def test_live_rollouts_are_captured_with_their_rendered_frames_and_labels(memory_checkpoint, tmp_path):
+    from memlens.capture.live import capture_env
+    from memlens.tasks.worlds import MemoryWorld, make_spec
+    from memlens.traces import frame
+
+    store = capture_env(str(memory_checkpoint), "memlens_cue_recall", str(tmp_path / "live"), n_episodes=3,
+                        variant="short", seed=11, attention=True, batch_episodes=2)
+    assert store.episodes() == [0, 1, 2]
+    ep = store.episode(2)
+    t = ep.attrs["length"]
+    assert ep.shapes["frames/top"] == (t, 64, 64, 3) and ep.shapes["action/predicted"] == (t, 2)
+    assert ep.shapes["memory/write"][0] == -(-t // 10)
+    world = MemoryWorld(make_spec("cue_recall", "short", 4))
+    first = world.reset(seed=13)  # episode 2 of seed 11
+    assert ep.attrs["labels"]["cue"] == world.labels["cue"]
+    assert np.abs(frame(store, 2, 0).astype(int) - first["image"].astype(int)).max() <= 1
