@@ -91,3 +91,22 @@ def test_fine_tuning_from_another_policy_type_is_refused_with_the_allowed_types(
     (ckpt / "config.json").write_text(json.dumps({"type": "act"}))
     with pytest.raises(UserError, match=r"'act' checkpoint.*smolvla"):
         prepare_args([f"--policy.path={ckpt}", "--policy.num_mem_tokens=4"])
+
+
+def test_a_checkpoint_from_the_hub_cache_loads_by_repo_id_through_the_same_path(memory_checkpoint, tmp_path):
+    """A stand-in for `lerobot/smolvla_base`: a checkpoint in the Hub-cache layout, loaded offline by id."""
+    import os
+
+    from memlens.policy.finetune import resolve_checkpoint_dir
+    from memlens.replay import load_policy
+
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--memlens-test--rmt-standin"
+    revision = "0" * 40
+    shutil.copytree(memory_checkpoint, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    assert resolve_checkpoint_dir("memlens-test/rmt-standin") == repo / "snapshots" / revision
+    loaded = load_policy("memlens-test/rmt-standin")
+    assert loaded.config.num_mem_tokens == 4
+    with pytest.raises(FileNotFoundError, match="neither a local directory nor a Hub repo id"):
+        resolve_checkpoint_dir("memlens-test/not-cached")
