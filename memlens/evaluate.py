@@ -118,6 +118,18 @@ def check_same_features(a: LoadedPolicy, b: LoadedPolicy) -> None:
         )
 
 
+def load_comparable(checkpoints: dict[str, str], *, device: str) -> dict[str, LoadedPolicy]:
+    """Load every named checkpoint and check that all were trained on the same features."""
+    try:
+        loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+    first, *others = loaded.values()
+    for other in others:
+        check_same_features(first, other)
+    return loaded
+
+
 def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int, batch_size: int,
                     seed: int, device: str = "cpu") -> PolicyResult:
     """lerobot's `eval_policy` on `n_episodes` seeded episodes, with timing and peak memory."""
@@ -171,10 +183,7 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise UserError(f"unknown variant(s) {bad}; known variants: {', '.join(VARIANTS)}.")
-    loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
-    names = list(loaded)
-    for other in names[1:]:
-        check_same_features(loaded[names[0]], loaded[other])
+    loaded = load_comparable(checkpoints, device=device)
     results = []
     for variant in variants:
         env_cfg = make_env_config(env, variant=variant)
@@ -214,10 +223,7 @@ def compare_on_dataset(checkpoints: dict[str, str], dataset: str, *, root: str |
     out_of_range = [e for e in episodes if not 0 <= e < total]
     if out_of_range:
         raise UserError(f"episodes {out_of_range} are out of range: the dataset has episodes 0..{total - 1}.")
-    loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
-    names = list(loaded)
-    for other in names[1:]:
-        check_same_features(loaded[names[0]], loaded[other])
+    loaded = load_comparable(checkpoints, device=device)
     results = {}
     for name, lp in loaded.items():
         errors = []
