@@ -85,3 +85,21 @@ def test_a_checkpoint_that_does_not_match_the_env_names_the_keys(memory_checkpoi
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match=r"does not match env.*observation.state.*\(7,\).*\(4,\)"):
         compare_in_env({"a": str(other), "b": str(other)}, "memlens_cue_recall", variants=["short"], n_episodes=1)
+
+
+def test_the_recipe_scripts_train_and_evaluate_on_the_cpu_path(cue_dataset, tmp_path):
+    import os
+
+    from conftest import BIN, run_ok
+
+    env = {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHON": str(BIN / "python"), "ROOT": str(cue_dataset),
+           "STEPS": "2", "BATCH": "2", "K": "2"}
+    for script, out in (("train_baseline.sh", "base"), ("train_memory.sh", "mem")):
+        run_ok(["env", *[f"{k}={v}" for k, v in env.items()], f"OUT={tmp_path / out}", "bash", f"recipes/{script}"],
+               timeout=600)
+    run_ok(["env", *[f"{k}={v}" for k, v in env.items()],
+            f"BASELINE={tmp_path / 'base/checkpoints/last/pretrained_model'}",
+            f"MEMORY={tmp_path / 'mem/checkpoints/last/pretrained_model'}", "N=1",
+            f"OUTPUT={tmp_path / 'r.json'}", "bash", "recipes/evaluate.sh"], timeout=600)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["policies"]["memory"]["num_mem_tokens"] == 4 and data["policies"]["baseline"]["num_mem_tokens"] == 0
