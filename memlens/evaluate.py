@@ -10,6 +10,7 @@ reports the per-episode mean squared error between predicted and recorded action
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -142,12 +143,18 @@ def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int
     env_pre, env_post = make_env_pre_post_processors(env_cfg, loaded.config)
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # lerobot's per-step rollout bars; memlens shows its own progress
     try:
         with torch.no_grad(), _Timer(loaded.policy) as timer:
             info = eval_policy(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor,
                                n_episodes=n_episodes, start_seed=seed)
     finally:
         env.close()
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     successes = [bool(e["success"]) for e in info["per_episode"]]
     peak, kind = _peak_memory_mb(device)
     calls = np.asarray(timer.calls) if timer.calls else np.asarray([float("nan")])
