@@ -67,3 +67,19 @@ def memory_checkpoint(cue_dataset, tmp_path_factory):
 def baseline_checkpoint(cue_dataset, tmp_path_factory):
     """The same budget without memory (num_mem_tokens=0, still K=2 segments per sample)."""
     return _train(cue_dataset, tmp_path_factory.mktemp("runs") / "baseline", num_mem_tokens=0, n_mem_segments=2)
+
+
+def edited_checkpoint(src, dst, edit):
+    """A copy of checkpoint `src` at `dst` whose config.json dict went through `edit(config)`."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    edit(config)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def add_wrist_camera(config):
+    config["input_features"]["observation.images.wrist"] = {"type": "VISUAL", "shape": [3, 64, 64]}

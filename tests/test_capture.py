@@ -96,14 +96,9 @@ def test_the_camera_frame_of_any_step_comes_back_from_the_dataset(traces, cue_da
 
 
 def test_a_dataset_missing_a_policy_input_is_refused_with_expected_and_found_keys(memory_checkpoint, cue_dataset, tmp_path):
-    import json
-    import shutil
+    from conftest import add_wrist_camera, edited_checkpoint
 
-    ckpt = tmp_path / "two_cameras"
-    shutil.copytree(memory_checkpoint, ckpt)
-    config = json.loads((ckpt / "config.json").read_text())
-    config["input_features"]["observation.images.wrist"] = {"type": "VISUAL", "shape": [3, 64, 64]}
-    (ckpt / "config.json").write_text(json.dumps(config))
+    ckpt = edited_checkpoint(memory_checkpoint, tmp_path / "two_cameras", add_wrist_camera)
     with pytest.raises(UserError, match=r"lacks inputs.*observation.images.wrist.*has.*observation.images.top"):
         capture(str(ckpt), str(cue_dataset), str(tmp_path / "t"))
     assert not (tmp_path / "t").exists()  # nothing written

@@ -63,26 +63,19 @@ def test_an_episode_range_outside_the_dataset_is_rejected(baseline_checkpoint, m
 
 
 def test_checkpoints_trained_on_different_features_are_not_compared(memory_checkpoint, baseline_checkpoint, tmp_path):
-    import shutil
+    from conftest import add_wrist_camera, edited_checkpoint
 
-    other = tmp_path / "other"
-    shutil.copytree(baseline_checkpoint, other)
-    config = json.loads((other / "config.json").read_text())
-    config["input_features"]["observation.images.wrist"] = {"type": "VISUAL", "shape": [3, 64, 64]}
-    (other / "config.json").write_text(json.dumps(config))
+    other = edited_checkpoint(baseline_checkpoint, tmp_path / "other", add_wrist_camera)
     with pytest.raises(UserError, match="different features.*observation.images.wrist"):
         compare_in_env({"baseline": str(other), "memory": str(memory_checkpoint)}, "memlens_cue_recall",
                        variants=["short"], n_episodes=1)
 
 
 def test_a_checkpoint_that_does_not_match_the_env_names_the_keys(memory_checkpoint, tmp_path):
-    import shutil
+    from conftest import edited_checkpoint
 
-    other = tmp_path / "wide"
-    shutil.copytree(memory_checkpoint, other)
-    config = json.loads((other / "config.json").read_text())
-    config["input_features"]["observation.state"]["shape"] = [7]
-    (other / "config.json").write_text(json.dumps(config))
+    other = edited_checkpoint(memory_checkpoint, tmp_path / "wide",
+                              lambda c: c["input_features"]["observation.state"].update(shape=[7]))
     with pytest.raises(UserError, match=r"does not match env.*observation.state.*\(7,\).*\(4,\)"):
         compare_in_env({"a": str(other), "b": str(other)}, "memlens_cue_recall", variants=["short"], n_episodes=1)
 
