@@ -249,7 +249,7 @@ def demo(
     workdir: Path = typer.Option(Path("artifacts/demo"), help="Where the demo dataset and runs go."),
     steps: int = typer.Option(300, help="Training steps for the memory policy."),
 ):
-    """The main job on the built-in demo: tiny model, memory-task dataset, recurrent training, replay.
+    """The built-in demo: tiny model, memory-task dataset, recurrent training, replay, capture.
 
     Example:  memlens demo --steps 300
     """
