@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from memlens.capture.recorder import CaptureHooks
+from memlens.capture.run import chunk_arrays, load_for_capture
 from memlens.capture.sites import Site, active_sites, label_site
 from memlens.errors import UserError
 
@@ -32,7 +33,6 @@ def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant:
     from lerobot.scripts.lerobot_eval import rollout
 
     from memlens.evaluate import check_policy_matches_env
-    from memlens.replay import load_policy
     from memlens.store import TraceStore
     from memlens.tasks.envs import KNOWN_ENVS, make_env_config
     from memlens.tasks.worlds import MemoryWorld
@@ -41,14 +41,8 @@ def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
     if env_name not in KNOWN_ENVS:
         raise UserError(f"unknown env {env_name!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
-    try:
-        loaded = load_policy(ckpt, device=device)
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from exc
+    loaded = load_for_capture(ckpt, device=device, attention_only=attention_only)
     cfg = loaded.config
-    if not getattr(cfg, "num_mem_tokens", 0) and not attention_only:
-        raise UserError(f"checkpoint {loaded.path} has no memory tokens (num_mem_tokens=0): there is no memory to "
-                        "capture. Capture a memory checkpoint, or pass --attention-only.")
     attention = attention or attention_only
     env_cfg = make_env_config(env_name, variant=variant)
     check_policy_matches_env(loaded, env_cfg)
@@ -94,9 +88,7 @@ def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant:
                 for cam in cameras:
                     img = data["observation"][f"observation.images.{cam}"][b, :length]
                     arrays[f"frames/{cam}"] = (img.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-                for name in hooks.chunks[0]:
-                    if name != "groups":
-                        arrays[name] = torch.stack([c[name][b] for c in hooks.chunks[:n_updates]]).numpy()
+                arrays.update(chunk_arrays(hooks, b, n_updates))
                 attrs = {"episode": ep, "length": length, "n_updates": n_updates, "seed": seeds[b],
                          "success": bool(data["success"][b, :length].any()), "task": env.envs[b].unwrapped.task_description,
                          "labels": {k: int(v) for k, v in world.labels.items()}, "attention_groups": hooks.chunks[0]["groups"]}

@@ -45,6 +45,27 @@ def check_dataset_matches_policy(loaded: LoadedPolicy, dataset) -> None:
         )
 
 
+def load_for_capture(ckpt: str, *, device: str, attention_only: bool) -> LoadedPolicy:
+    """Load a checkpoint to capture; one without memory is refused unless `attention_only`."""
+    try:
+        loaded = load_policy(ckpt, device=device)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+    if not getattr(loaded.config, "num_mem_tokens", 0) and not attention_only:
+        raise UserError(
+            f"checkpoint {loaded.path} has no memory tokens (type {loaded.config.type}, num_mem_tokens=0): there is "
+            "no memory state to capture. Capture a memory checkpoint, or pass --attention-only to record the "
+            "attention summaries and actions of this one (for example as a baseline)."
+        )
+    return loaded
+
+
+def chunk_arrays(hooks: CaptureHooks, row: int, n_updates: int) -> dict[str, np.ndarray]:
+    """Per-update arrays of batch row `row` from the hooks' records, first `n_updates` updates: [U, ...]."""
+    names = [n for n in (hooks.chunks[0] if hooks.chunks else ()) if n != "groups"]
+    return {n: torch.stack([c[n][row] for c in hooks.chunks[:n_updates]]).numpy() for n in names}
+
+
 def shard() -> tuple[int, int]:
     """(rank, world size) under torchrun or accelerate (RANK / WORLD_SIZE), else (0, 1).
 
@@ -117,10 +138,7 @@ def replay_batch(loaded: LoadedPolicy, dataset, episodes: list[int], *, attentio
             "action/dataset": np.stack(rec["dataset"]).astype(np.float32),
             "memory/update_frame": np.asarray(update_frames[:n_updates], dtype=np.int32),
         }
-        for name in hooks.chunks[0] if hooks.chunks else ():
-            if name == "groups":
-                continue
-            arrays[name] = torch.stack([c[name][b] for c in hooks.chunks[:n_updates]]).numpy()
+        arrays.update(chunk_arrays(hooks, b, n_updates))
         for label, values in rec["labels"].items():
             arrays[f"label/{label}"] = np.asarray(values, dtype=np.int64)
         constant = {k: v[0] for k, v in rec["labels"].items() if len(set(v)) == 1}
@@ -139,17 +157,7 @@ def capture(ckpt: str, dataset: str, out: str, *, root: str | None = None, episo
 
     if batch_episodes < 1:
         raise UserError(f"--batch-episodes must be at least 1, got {batch_episodes}.")
-    try:
-        loaded = load_policy(ckpt, device=device)
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from exc
-    m = getattr(loaded.config, "num_mem_tokens", 0)
-    if m == 0 and not attention_only:
-        raise UserError(
-            f"checkpoint {loaded.path} has no memory tokens (type {loaded.config.type}, num_mem_tokens=0): there is "
-            "no memory state to capture. Capture a memory checkpoint, or pass --attention-only to record the "
-            "attention summaries and actions of this one (for example as a baseline)."
-        )
+    loaded = load_for_capture(ckpt, device=device, attention_only=attention_only)
     if attention_only:
         attention = True
     try:
