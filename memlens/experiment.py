@@ -18,17 +18,32 @@ from rich.console import Console
 
 from memlens.tasks.worlds import VARIANTS
 
-TRAIN_VARIANTS = ("short", "medium", "control")
+# What each task trains on. Cue recall includes `long` (10 chunks of delay) so the goal variant is
+# inside the trained span; `extra_long` (16 chunks) is never trained on: it measures extrapolation.
+TRAIN_VARIANTS = {"cue_recall": ("short", "medium", "long", "control"), "count": ("short", "medium", "control")}
 ENV_OF_TASK = {"cue_recall": "memlens_cue_recall", "count": "memlens_count"}
+STRIDE = 10  # frames between memory updates: the tiny policy's n_action_steps
+
+
+def segments_needed(task: str, variants) -> int:
+    """K such that one training sample can hold the first cue frame and the first `go` frame.
+
+    Sample frames sit `STRIDE` apart and end at the go frame, so K - 1 strides must reach back over
+    the cue and the longest delay, plus one segment of slack for samples ending later in `go`.
+    """
+    from memlens.tasks.worlds import make_spec
+
+    span = max(make_spec(task, variant=v).go_start for v in variants)
+    return -(-span // STRIDE) + 2
 
 
 @dataclass
 class ExperimentConfig:
     tasks: tuple[str, ...] = ("cue_recall", "count")
-    train_variants: tuple[str, ...] = TRAIN_VARIANTS
+    train_variants: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(TRAIN_VARIANTS))
     eval_variants: tuple[str, ...] = VARIANTS
     episodes_per_variant: int = 60
-    n_mem_segments: int = 9  # K x stride covers the longest training episode (count/medium: 80 frames)
+    n_mem_segments: dict[str, int] | None = None  # K per task; None: segments_needed() of its variants
     num_mem_tokens: int = 4
     steps: int = 1500
     batch_size: int = 16
@@ -49,25 +64,29 @@ def record_training_data(task: str, cfg: ExperimentConfig, out: Path) -> Path:
     if (merged / "meta" / "info.json").is_file():
         return merged
     parts = []
-    for i, variant in enumerate(cfg.train_variants):
+    for i, variant in enumerate(cfg.train_variants[task]):
         root = out / task / "parts" / variant
         if not (root / "meta" / "info.json").is_file():
             record_dataset(root=root, repo_id=f"local/{task}_{variant}", task=task, variant=variant,
                            n_episodes=cfg.episodes_per_variant, seed=cfg.seed + 10_000 * i, progress=False)
         parts.append(root)
-    aggregate_datasets([f"local/{task}_{v}" for v in cfg.train_variants], f"local/{task}_train",
+    aggregate_datasets([f"local/{task}_{v}" for v in cfg.train_variants[task]], f"local/{task}_train",
                        roots=parts, aggr_root=merged)
     return merged
 
 
-def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tokens: int) -> Path:
+def segments_of(task: str, cfg: ExperimentConfig) -> int:
+    return (cfg.n_mem_segments or {}).get(task) or segments_needed(task, cfg.train_variants[task])
+
+
+def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tokens: int, segments: int) -> Path:
     from memlens.train import run_lerobot_train, tiny_train_args
 
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
     if (ckpt / "model.safetensors").is_file():
         return ckpt
     args = tiny_train_args(dataset_root=dataset, output_dir=out, steps=cfg.steps, batch_size=cfg.batch_size,
-                           num_mem_tokens=num_mem_tokens, n_mem_segments=cfg.n_mem_segments,
+                           num_mem_tokens=num_mem_tokens, n_mem_segments=segments,
                            optimizer_lr=cfg.lr)
     run_lerobot_train([*args, f"--seed={cfg.seed}", *cfg.extra_policy_args])
     return ckpt
@@ -84,12 +103,14 @@ def run_experiment(out: Path, cfg: ExperimentConfig | None = None, console: Cons
     (out / "experiment_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     tables, all_results = [], {}
     for task in cfg.tasks:
-        console.rule(f"{task}: data ({', '.join(cfg.train_variants)}, {cfg.episodes_per_variant} episodes each)")
+        console.rule(f"{task}: data ({', '.join(cfg.train_variants[task])}, {cfg.episodes_per_variant} episodes each)")
         dataset = record_training_data(task, cfg, out)
+        k = segments_of(task, cfg)
         ckpts = {}
-        for name, m in (("baseline", 0), ("memory", cfg.num_mem_tokens)):
-            console.rule(f"{task}: train {name} (num_mem_tokens={m}, K={cfg.n_mem_segments}, {cfg.steps} steps)")
-            ckpts[name] = train_policy(dataset, out / task / name, cfg, num_mem_tokens=m)
+        for name, m in (("memory", cfg.num_mem_tokens), ("baseline", 0)):
+            console.rule(f"{task}: train {name} (num_mem_tokens={m}, K={k}, {cfg.steps} steps)")
+            ckpts[name] = train_policy(dataset, out / task / name, cfg, num_mem_tokens=m, segments=k)
+        ckpts = {"baseline": ckpts["baseline"], "memory": ckpts["memory"]}
         console.rule(f"{task}: evaluate on {', '.join(cfg.eval_variants)} ({cfg.n_eval_episodes} episodes each)")
         results = compare_in_env({k: str(v) for k, v in ckpts.items()}, ENV_OF_TASK[task],
                                  variants=list(cfg.eval_variants), n_episodes=cfg.n_eval_episodes,

@@ -83,3 +83,18 @@ def edited_checkpoint(src, dst, edit):
 
 def add_wrist_camera(config):
     config["input_features"]["observation.images.wrist"] = {"type": "VISUAL", "shape": [3, 64, 64]}
+
+
+@pytest.fixture(scope="session")
+def analysis_traces(memory_checkpoint, tmp_path_factory):
+    """16 medium-delay cue-recall episodes (4 cues) replayed through the tiny memory checkpoint and
+    captured with attention and hidden states: the store the analysis and app tests read."""
+    from memlens.capture.run import capture
+    from memlens.tasks.record import record_dataset
+
+    root = tmp_path_factory.mktemp("data") / "cue_medium"
+    record_dataset(root=root, repo_id="local/cue_medium", task="cue_recall", variant="medium",
+                   n_episodes=16, seed=1, progress=False)
+    out = tmp_path_factory.mktemp("traces") / "analysis"
+    capture(str(memory_checkpoint), str(root), str(out), attention=True, hidden=True, batch_episodes=4)
+    return out

@@ -1,0 +1,143 @@
+"""Memory states and labels gathered from a trace store: the table every analysis starts from.
+
+One row per memory update (chunk computation) of every selected episode:
+
+    >>> from memlens.analysis import memory_states
+    >>> ms = memory_states("traces/cue")                      # doctest: +SKIP
+    >>> ms.X.shape, ms.episode.shape, sorted(ms.labels)        # doctest: +SKIP
+    ((180, 4, 64), (180,), ['cue', 'delay_steps', 'n_targets', 'phase'])
+
+Labels are the store's per-frame `label/<name>` arrays read at each update's frame, so a probe at
+update `u` is asked what was true when memory `u` was written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from memlens.errors import UserError
+from memlens.store import TraceStore
+
+MEMORY_SITES = ("memory/write", "memory/read")
+
+
+class AnalysisInputError(UserError):
+    """Analysis input (store, label, episodes) that cannot give a meaningful answer."""
+
+
+def as_store(store) -> TraceStore:
+    """A `TraceStore`, opening a path or URL if given one."""
+    return store if isinstance(store, TraceStore) else TraceStore.open(store)
+
+
+@dataclass
+class MemoryStates:
+    """Memory states of many episodes, flattened to rows (one per memory update)."""
+
+    X: np.ndarray  # [N, M, H] float32
+    episode: np.ndarray  # [N] episode index of each row
+    update: np.ndarray  # [N] update index within its episode
+    frame: np.ndarray  # [N] frame index at which the update happened
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [N]
+    site: str = "memory/write"
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.X.shape[1])
+
+    def features(self, token: int | None = None) -> np.ndarray:
+        """`[N, H]` for one token, `[N, M*H]` for all tokens (the default)."""
+        return self.X[:, token] if token is not None else self.X.reshape(len(self.X), -1)
+
+    def label(self, name: str) -> np.ndarray:
+        if name not in self.labels:
+            raise AnalysisInputError(
+                f"label {name!r} is not in this trace store. Expected one of the labels captured from the "
+                f"dataset's label.* columns; found {sorted(self.labels) or 'none'}. Pick one of those, or record "
+                "the dataset with that label (memlens record writes cue, phase, n_targets, delay_steps).")
+        return self.labels[name]
+
+
+def available_labels(store) -> list[str]:
+    """Per-frame labels stored with the episodes (from the dataset's `label.*` columns)."""
+    store = as_store(store)
+    eps = store.episodes()
+    if not eps:
+        return []
+    return sorted(n.removeprefix("label/") for n in store.episode(eps[0]).names if n.startswith("label/"))
+
+
+def select_episodes(store: TraceStore, episodes=None) -> list[int]:
+    have = store.episodes()
+    if not have:
+        raise AnalysisInputError(f"the trace store at {store.url} holds no episodes yet. Run `memlens capture` "
+                                 "into it first.")
+    if episodes is None:
+        return have
+    episodes = [int(e) for e in episodes]
+    missing = [e for e in episodes if e not in set(have)]
+    if missing:
+        raise AnalysisInputError(f"episodes {missing} are not in the trace store at {store.url}; it holds "
+                                 f"{len(have)} episodes ({have[:10]}{' ...' if len(have) > 10 else ''}).")
+    return episodes
+
+
+def memory_states(store, episodes=None, *, site: str = "memory/write") -> MemoryStates:
+    """All memory states (`site`: `memory/write`, the default, or `memory/read`) of `episodes`."""
+    store = as_store(store)
+    if site not in MEMORY_SITES:
+        raise AnalysisInputError(f"site {site!r} is not a memory site; expected one of {MEMORY_SITES}.")
+    eps = select_episodes(store, episodes)
+    first = store.episode(eps[0])
+    if site not in first:
+        raise AnalysisInputError(
+            f"the trace store at {store.url} has no {site!r} arrays (captured with a checkpoint without memory, "
+            f"or with --attention-only); it holds {first.names}. Capture a memory checkpoint to analyse memory.")
+    xs, ep_ids, upd, frames, labels = [], [], [], [], {}
+    for e in eps:
+        trace = store.episode(e)
+        x = trace.load(site)
+        at = trace.load("memory/update_frame")
+        xs.append(x)
+        ep_ids.append(np.full(len(x), e))
+        upd.append(np.arange(len(x)))
+        frames.append(at)
+        for name in trace.names:
+            if name.startswith("label/"):
+                labels.setdefault(name.removeprefix("label/"), []).append(trace.load(name)[at])
+    n = sum(len(x) for x in xs)
+    labels = {k: np.concatenate(v) for k, v in labels.items() if sum(map(len, v)) == n}
+    return MemoryStates(np.concatenate(xs).astype(np.float32), np.concatenate(ep_ids), np.concatenate(upd),
+                        np.concatenate(frames), labels, site)
+
+
+def checkpoint_of(store) -> str:
+    """The checkpoint a store was captured with (its path and weights hash, as recorded at capture)."""
+    prov = as_store(store).provenance
+    ckpt, sha = prov.get("checkpoint"), prov.get("checkpoint_sha256")
+    return f"{ckpt} (sha256 {sha[:12]})" if sha else str(ckpt)
+
+
+def check_same_checkpoint(*stores, allow_mixed: bool = False) -> None:
+    """Refuse to pool stores captured with different checkpoints unless `allow_mixed=True` says so."""
+    stores = [as_store(s) for s in stores]
+    ckpts = {checkpoint_of(s) for s in stores}
+    if len(ckpts) > 1 and not allow_mixed:
+        raise AnalysisInputError(
+            "these trace stores were captured with different checkpoints: "
+            + "; ".join(f"{s.url}: {checkpoint_of(s)}" for s in stores)
+            + ". Pooling them would mix memories of different policies. Expected stores from one checkpoint; "
+            "to compare checkpoints use memlens.analysis.compare_checkpoints, or pass allow_mixed=True if you "
+            "mean to pool them.")
+
+
+def store_name(store) -> str:
+    return Path(str(as_store(store).url)).name
+
+
+def token_norms(x: np.ndarray) -> np.ndarray:
+    """L2 norm of each memory token: `[..., M, H]` -> `[..., M]` (the guide's heat-map value)."""
+    return np.linalg.norm(np.asarray(x, dtype=np.float32), axis=-1)
