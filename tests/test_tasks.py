@@ -95,6 +95,14 @@ def test_the_lamp_flashes_count_times_within_the_cue_phase(n):
     assert lamp == lit
 
 
+@pytest.mark.parametrize("offset", range(9))
+def test_a_policy_looking_once_per_chunk_sees_one_lit_lamp_per_flash(offset):
+    # the tiny policy computes a chunk every 10 frames: the count must be legible at that rate
+    spec = make_spec("count", "short", n_targets=4)
+    for n in range(1, 5):
+        assert sum(flash_on(t, n) for t in range(offset, spec.cue_steps, 10)) == n
+
+
 def test_the_agent_cannot_move_before_go_and_state_has_position_go_flag_and_go_fraction():
     spec = make_spec("cue_recall", "short", n_targets=3)
     rng = np.random.default_rng(0)
@@ -166,11 +174,11 @@ def test_episode_lengths_follow_the_variant_presets():
         ("cue_recall", "long"): 140,
         ("cue_recall", "extra_long"): 200,
         ("cue_recall", "control"): 70,
-        ("count", "short"): 53,
-        ("count", "medium"): 80,
-        ("count", "long"): 150,
-        ("count", "extra_long"): 210,
-        ("count", "control"): 80,
+        ("count", "short"): 73,
+        ("count", "medium"): 100,
+        ("count", "long"): 170,
+        ("count", "extra_long"): 230,
+        ("count", "control"): 100,
     }
 
 
@@ -204,7 +212,7 @@ def test_bad_task_settings_say_what_was_expected():
         with pytest.raises(ValueError, match=rf"n_targets must be an int in 2\.\.6, got {n}"):
             make_spec("count", "short", n)
     with pytest.raises(ValueError, match="too short for 6 flashes"):
-        make_spec("count", "short", 6, cue_steps=10)
+        make_spec("count", "short", 6, cue_steps=40)
     world = MemoryWorld(make_spec())
     with pytest.raises(RuntimeError, match="reset"):
         world.step(np.zeros(2))
@@ -221,7 +229,7 @@ def test_lerobot_make_env_builds_and_steps_the_env():
     from memlens.tasks.envs import make_env_config
 
     cfg = make_env_config("memlens_count", variant="short", n_targets=3)
-    assert cfg.type == "memlens_count" and cfg.fps == 10 and cfg.episode_length == 53
+    assert cfg.type == "memlens_count" and cfg.fps == 10 and cfg.episode_length == 63
     assert cfg.task == "reach the target given by the number of flashes"
     feats = env_to_policy_features(cfg)
     assert feats["observation.images.top"].shape == (3, 64, 64)
@@ -231,7 +239,7 @@ def test_lerobot_make_env_builds_and_steps_the_env():
     try:
         assert vec.call("task_description") == (cfg.task, cfg.task)  # what lerobot-eval gives the policy
         assert vec.call("task") == ("count", "count")
-        assert vec.call("_max_episode_steps") == (53, 53)
+        assert vec.call("_max_episode_steps") == (63, 63)
         obs, _ = vec.reset(seed=[0, 1])
         batch = preprocess_observation(obs)
         assert batch["observation.images.top"].shape == (2, 3, 64, 64)

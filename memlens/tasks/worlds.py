@@ -11,7 +11,7 @@ Two task kinds:
 
 - ``cue_recall``: ``n_targets`` coloured discs on a circle around the centre. The cue is a
   border around the image in one of their colours. Reach the disc of that colour.
-- ``count``: a lamp (bottom right) flashes ``count`` times (2 frames on, 1 off each, from the
+- ``count``: a lamp (bottom right) flashes ``count`` times (9 frames on, 1 off each, from the
   first frame), ``count`` in 1..n_targets. Reach target number ``count`` of a row of grey
   squares, numbered left to right and marked with 1..n dice pips above each.
 
@@ -35,8 +35,18 @@ TASKS = ("cue_recall", "count")
 DELAY_PRESETS = {"short": 3, "medium": 30, "long": 100, "extra_long": 160, "control": 30}
 VARIANTS = tuple(DELAY_PRESETS)
 MIN_TARGETS, MAX_TARGETS = 2, 6
-DEFAULT_CUE_STEPS = {"cue_recall": 10, "count": 20}  # count: 6 flashes x (2 on + 1 off) = 18 <= 20
-FLASH_ON, FLASH_OFF = 2, 1
+# A chunked policy looks at one frame per action chunk (10 frames for the tiny model), so every cue
+# lasts at least a chunk: cue recall shows its cue for 10 frames; each count flash is lit for 9 frames
+# and dark for 1, so an observer sampling every 10 frames sees the lamp lit once per flash whatever
+# its phase (except the 1-in-10 phase that lands on every dark frame).
+CUE_STEPS_CUE_RECALL = 10
+FLASH_ON, FLASH_OFF = 9, 1
+FLASH_PERIOD = FLASH_ON + FLASH_OFF
+
+
+def default_cue_steps(task: str, n_targets: int) -> int:
+    """Cue-phase length: 10 frames for cue recall; room for ``n_targets`` flashes for count."""
+    return CUE_STEPS_CUE_RECALL if task == "cue_recall" else n_targets * FLASH_PERIOD
 INSTRUCTIONS = {
     "cue_recall": "reach the target that matches the cue",
     "count": "reach the target given by the number of flashes",
@@ -114,12 +124,12 @@ def make_spec(
             f"n_targets must be an int in {MIN_TARGETS}..{MAX_TARGETS}, got {n_targets!r}. "
             f"Use a value in that range (there are {MAX_TARGETS} distinct colours/positions)."
         )
-    cue_steps = DEFAULT_CUE_STEPS[task] if cue_steps is None else cue_steps
-    if task == "count" and cue_steps < n_targets * (FLASH_ON + FLASH_OFF) - FLASH_OFF:
+    cue_steps = default_cue_steps(task, n_targets) if cue_steps is None else cue_steps
+    if task == "count" and cue_steps < n_targets * FLASH_PERIOD - FLASH_OFF:
         raise ValueError(
             f"cue_steps={cue_steps} is too short for {n_targets} flashes "
             f"({FLASH_ON} on + {FLASH_OFF} off each): use at least "
-            f"{n_targets * (FLASH_ON + FLASH_OFF) - FLASH_OFF}."
+            f"{n_targets * FLASH_PERIOD - FLASH_OFF}."
         )
     delay_steps = DELAY_PRESETS[variant] if delay_steps is None else delay_steps
     if cue_steps < 1 or delay_steps < 0 or go_steps < 1 or image_size < 32:
@@ -143,8 +153,7 @@ def target_positions(task: str, n_targets: int) -> np.ndarray:
 
 def flash_on(t: int, count: int) -> bool:
     """Whether the count lamp is lit at frame ``t`` (a cue-phase frame) for ``count`` flashes."""
-    period = FLASH_ON + FLASH_OFF
-    return t // period < count and t % period < FLASH_ON
+    return t // FLASH_PERIOD < count and t % FLASH_PERIOD < FLASH_ON
 
 
 # ---- drawing ----------------------------------------------------------------------------
