@@ -14,7 +14,7 @@ def _no_hooks_left(policy):
     assert "eager_attention_forward" not in backbone.__dict__
     assert "_get_action_chunk" not in policy.__dict__
     assert all(not layer.input_layernorm._forward_pre_hooks for layer in text.layers)
-    assert not text.norm._forward_pre_hooks
+    assert not text.norm._forward_pre_hooks and not text.norm._forward_hooks
 
 
 def test_recomputed_attention_probabilities_reproduce_lerobots_output():
@@ -92,4 +92,23 @@ def test_a_declared_site_that_never_fires_is_an_error():
             backbone.get_attention_interface = lambda: (lambda *a: SmolVLMWithExpertModel.eager_attention_forward(backbone, *a))
             policy.predict_action_chunk(obs_batch())
     del backbone.get_attention_interface
+    _no_hooks_left(policy)
+
+
+@pytest.mark.parametrize("num_mem_tokens", [0, 2])
+def test_observation_embedding_is_the_final_layer_output_averaged_over_the_image_tokens(num_mem_tokens):
+    policy = make_policy(num_mem_tokens=num_mem_tokens)
+    text = policy.model.vlm_with_expert.get_vlm_model().text_model
+    outputs = []
+    spy = text.norm.register_forward_hook(lambda mod, args, out: outputs.append(out.detach().clone()))
+    obs = obs_batch()
+    images, _ = policy.prepare_images(obs)
+    n_image_tokens = policy.model.vlm_with_expert.embed_image(images[0]).shape[1]
+    with CaptureHooks(policy) as hooks:
+        policy.predict_action_chunk(dict(obs), noise=noise_for(policy))
+    spy.remove()
+    prefix_out = outputs[0]  # the prefix pass (denoising never runs the VLM's final norm)
+    expected = prefix_out[:, :n_image_tokens].float().mean(dim=1)
+    assert torch.allclose(hooks.chunks[0]["hidden/observation"], expected, atol=1e-6)
+    assert not torch.allclose(expected, prefix_out.float().mean(dim=1))  # not the whole prefix
     _no_hooks_left(policy)

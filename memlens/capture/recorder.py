@@ -8,7 +8,9 @@
   recomputing the attention probabilities exactly as lerobot does (fp32 softmax, GQA expansion) to
   summarise them per prefix group (the output is lerobot's own);
 - with `hidden=True` it registers forward pre-hooks on `text_model.layers[i].input_layernorm` and
-  `text_model.norm`, which lerobot calls only for prefix tokens.
+  `text_model.norm`, which lerobot calls only for prefix tokens;
+- always, a forward hook on `text_model.norm` averages the final-layer output over the image tokens
+  (`hidden/observation`, the current observation's embedding; one mean per chunk, no measurable cost).
 
 Everything is removed on exit, also when the body raised. At attach time it checks the lerobot
 internals it relies on and raises `CaptureAttachError` saying what changed; on a clean exit, a declared
@@ -103,13 +105,18 @@ class CaptureHooks:
             names += ["history"]
         return names + ["actions"]
 
+    def _tokens_per_camera(self, prefix_len: int) -> int:
+        cfg, cur = self.policy.config, self._current
+        m = getattr(cfg, "num_mem_tokens", 0)
+        tail = cur["lang_len"] + m + 1 + (m if m and cfg.mem_at_end else 0)
+        return (prefix_len - tail) // max(cur["n_cams"], 1)
+
     def _group_index(self, prefix_len: int, n_history: int, n_keys: int) -> torch.Tensor:
         """Group id `[K]` of every key position (history first when present, actions after the prefix)."""
         cfg, cur = self.policy.config, self._current
         m = getattr(cfg, "num_mem_tokens", 0)
         lang, n_cams = cur["lang_len"], cur["n_cams"]
-        tail = lang + m + 1 + (m if m and cfg.mem_at_end else 0)
-        per_cam = (prefix_len - tail) // max(n_cams, 1)
+        per_cam = self._tokens_per_camera(prefix_len)
         ids, g = [], 0
         for _ in range(n_cams):
             ids += [g] * per_cam
@@ -154,6 +161,7 @@ class CaptureHooks:
             "action_sum": None,
             "action_steps": 0,
             "hidden": [],
+            "observation": None,
             "read": policy.current_memory(bsize).detach().float().cpu().clone() if m else None,
         }
         out = self._original_chunk(batch, noise, **kwargs)
@@ -173,6 +181,9 @@ class CaptureHooks:
             if self.full_attention and cur["prefix_full"]:
                 record["attention/prefix_full"] = torch.stack(cur["prefix_full"], dim=1)
                 self.fired.add("attention/prefix_full")
+        if cur["observation"] is not None:
+            record["hidden/observation"] = cur["observation"]  # [B, H]
+            self.fired.add("hidden/observation")
         if self.hidden and cur["hidden"]:
             record["hidden/memory"] = torch.stack(cur["hidden"], dim=1)  # [B, L, M, H]
             self.fired.add("hidden/memory")
@@ -228,6 +239,15 @@ class CaptureHooks:
         rows = self.policy.model.mem_slices(hidden.shape[1])[1]
         cur["hidden"].append(hidden[:, rows].detach().float().cpu().clone())
 
+    def _observation_hook(self, module, args, output):
+        """Final-layer output of the prefix pass, mean over the present cameras' tokens -> `[B, H]`."""
+        cur = self._current
+        if cur is None or cur["observation"] is not None:
+            return
+        n_present = sum(1 for g in cur["groups"] if g.startswith("camera:") and g != "camera:empty")
+        rows = n_present * self._tokens_per_camera(output.shape[1])
+        cur["observation"] = output[:, :rows].detach().float().mean(dim=1).cpu()
+
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self):
         check_internals(self.policy)
@@ -239,8 +259,9 @@ class CaptureHooks:
             if self.attention:
                 backbone.eager_attention_forward = self._attention
                 self._patched.append((backbone, "eager_attention_forward"))
+            text = backbone.get_vlm_model().text_model
+            self._handles.append(text.norm.register_forward_hook(self._observation_hook))
             if self.hidden:
-                text = backbone.get_vlm_model().text_model
                 for module in [*[layer.input_layernorm for layer in text.layers[1:]], text.norm]:
                     self._handles.append(module.register_forward_pre_hook(self._hidden_hook))
         except BaseException:

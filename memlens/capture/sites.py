@@ -58,6 +58,10 @@ SITES: dict[str, Site] = {
         Site("hidden/memory", "hidden", ("U", "L", "M", "H"),
              "forward pre-hook on text_model.layers[i].input_layernorm (and text_model.norm), memory-write rows",
              "residual stream at the memory positions entering each layer", "hidden"),
+        Site("hidden/observation", "hidden", ("U", "H"),
+             "forward hook on text_model.norm (prefix pass), mean over the image-token positions",
+             "the current observation's embedding: final-layer VLM output averaged over the camera tokens "
+             "(the memory-free baseline of probes)"),
     ]
 }
 
