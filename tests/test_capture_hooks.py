@@ -96,19 +96,20 @@ def test_a_declared_site_that_never_fires_is_an_error():
 
 
 @pytest.mark.parametrize("num_mem_tokens", [0, 2])
-def test_observation_embedding_is_the_final_layer_output_averaged_over_the_image_tokens(num_mem_tokens):
+def test_observation_embedding_is_the_image_tokens_entering_the_vlm_and_holds_no_memory(num_mem_tokens):
     policy = make_policy(num_mem_tokens=num_mem_tokens)
     text = policy.model.vlm_with_expert.get_vlm_model().text_model
-    outputs = []
-    spy = text.norm.register_forward_hook(lambda mod, args, out: outputs.append(out.detach().clone()))
+    inputs = []
+    spy = text.layers[0].input_layernorm.register_forward_pre_hook(lambda mod, args: inputs.append(args[0].clone()))
     obs = obs_batch()
     images, _ = policy.prepare_images(obs)
     n_image_tokens = policy.model.vlm_with_expert.embed_image(images[0]).shape[1]
     with CaptureHooks(policy) as hooks:
-        policy.predict_action_chunk(dict(obs), noise=noise_for(policy))
+        for _ in range(2):  # the second chunk reads the memory the first one wrote
+            policy.predict_action_chunk(dict(obs), noise=noise_for(policy))
     spy.remove()
-    prefix_out = outputs[0]  # the prefix pass (denoising never runs the VLM's final norm)
-    expected = prefix_out[:, :n_image_tokens].float().mean(dim=1)
-    assert torch.allclose(hooks.chunks[0]["hidden/observation"], expected, atol=1e-6)
-    assert not torch.allclose(expected, prefix_out.float().mean(dim=1))  # not the whole prefix
+    first, second = (c["hidden/observation"] for c in hooks.chunks)
+    assert torch.allclose(first, inputs[0][:, :n_image_tokens].float().mean(dim=1), atol=1e-6)
+    assert not torch.allclose(first, inputs[0].float().mean(dim=1))  # the image tokens, not the whole prefix
+    assert torch.equal(first, second)  # same frame, different memory: the embedding has no memory in it
     _no_hooks_left(policy)

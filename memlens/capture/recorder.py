@@ -9,8 +9,11 @@
   summarise them per prefix group (the output is lerobot's own);
 - with `hidden=True` it registers forward pre-hooks on `text_model.layers[i].input_layernorm` and
   `text_model.norm`, which lerobot calls only for prefix tokens;
-- always, a forward hook on `text_model.norm` averages the final-layer output over the image tokens
-  (`hidden/observation`, the current observation's embedding; one mean per chunk, no measurable cost).
+- always, a forward pre-hook on `text_model.layers[0].input_layernorm` averages the prefix's input
+  embeddings over the image tokens (`hidden/observation`: the current observation as the vision encoder
+  and connector give it to the VLM, before any attention, so memory cannot leak into it; one mean per
+  chunk, no measurable cost). Deeper image states would not do: images, language and memory tokens
+  share one bidirectional attention block, so from layer 1 on the image tokens have read the memory.
 
 Everything is removed on exit, also when the body raised. At attach time it checks the lerobot
 internals it relies on and raises `CaptureAttachError` saying what changed; on a clean exit, a declared
@@ -239,14 +242,15 @@ class CaptureHooks:
         rows = self.policy.model.mem_slices(hidden.shape[1])[1]
         cur["hidden"].append(hidden[:, rows].detach().float().cpu().clone())
 
-    def _observation_hook(self, module, args, output):
-        """Final-layer output of the prefix pass, mean over the present cameras' tokens -> `[B, H]`."""
+    def _observation_hook(self, module, args):
+        """Prefix input embeddings entering layer 0, mean over the present cameras' tokens -> `[B, H]`."""
         cur = self._current
         if cur is None or cur["observation"] is not None:
             return
+        hidden = args[0]
         n_present = sum(1 for g in cur["groups"] if g.startswith("camera:") and g != "camera:empty")
-        rows = n_present * self._tokens_per_camera(output.shape[1])
-        cur["observation"] = output[:, :rows].detach().float().mean(dim=1).cpu()
+        rows = n_present * self._tokens_per_camera(hidden.shape[1])
+        cur["observation"] = hidden[:, :rows].detach().float().mean(dim=1).cpu()
 
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self):
@@ -260,7 +264,7 @@ class CaptureHooks:
                 backbone.eager_attention_forward = self._attention
                 self._patched.append((backbone, "eager_attention_forward"))
             text = backbone.get_vlm_model().text_model
-            self._handles.append(text.norm.register_forward_hook(self._observation_hook))
+            self._handles.append(text.layers[0].input_layernorm.register_forward_pre_hook(self._observation_hook))
             if self.hidden:
                 for module in [*[layer.input_layernorm for layer in text.layers[1:]], text.norm]:
                     self._handles.append(module.register_forward_pre_hook(self._hidden_hook))

@@ -59,9 +59,9 @@ SITES: dict[str, Site] = {
              "forward pre-hook on text_model.layers[i].input_layernorm (and text_model.norm), memory-write rows",
              "residual stream at the memory positions entering each layer", "hidden"),
         Site("hidden/observation", "hidden", ("U", "H"),
-             "forward hook on text_model.norm (prefix pass), mean over the image-token positions",
-             "the current observation's embedding: final-layer VLM output averaged over the camera tokens "
-             "(the memory-free baseline of probes)"),
+             "forward pre-hook on text_model.layers[0].input_layernorm (prefix pass), mean over the image tokens",
+             "the current observation's embedding: the image tokens as they enter the VLM (vision encoder and "
+             "connector), averaged; no attention yet, so no memory in it (the memory-free baseline of probes)"),
     ]
 }
 
