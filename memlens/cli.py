@@ -224,6 +224,66 @@ def capture_cmd(
     typer.echo(f"{len(store.episodes())} episodes in {out}")
 
 
+@app.command("intervene")
+def intervene(
+    ckpt: str = typer.Argument(..., help="Memory checkpoint directory or Hub id."),
+    dataset: str = typer.Argument(None, help="Dataset path (or repo id with --root) to replay; or use --env."),
+    mode: str = typer.Option(..., "--mode", help="zero, reset, shuffle (across episodes), shuffle_tokens or swap."),
+    from_update: int = typer.Option(0, "--from-update", help="Memory update (chunk computation) at which to intervene."),
+    every_update: bool = typer.Option(False, "--every-update", help="Intervene again at every later update."),
+    env: str = typer.Option(None, help="Closed loop in this env (memlens_cue_recall, memlens_count) instead of a dataset."),
+    variant: str = typer.Option("medium", help="Env variant for --env."),
+    n_episodes: int = typer.Option(20, help="Episodes (--env: rollouts; dataset: the first N unless --episodes)."),
+    episodes: str = typer.Option(None, help="Dataset episodes, e.g. 0:20 or 3,5,9."),
+    root: Path = typer.Option(None, help="Dataset root when DATASET is a repo id."),
+    batch_size: int = typer.Option(8, help="Episodes run together (shuffle and swap move memory within a batch)."),
+    seed: int = typer.Option(0, help="Seed of pairings and noise (--env: episode i uses seed 100000 + seed + i)."),
+    output: Path = typer.Option(Path("intervention_results.json"), "--output", help="Where to write the JSON results."),
+    figure: Path = typer.Option(None, "--figure", help="Also write the figure (.html or .png)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+):
+    """Override the memory at one update (zero, reset, shuffle, swap) and measure what changes: actions
+    against the unmodified replay, or closed-loop success and, for swap, whose cue the policy follows.
+
+    Example:  memlens intervene runs/mem/checkpoints/last/pretrained_model --env memlens_cue_recall
+    --mode swap --from-update 2 --n-episodes 40 --output swap.json
+    (offline: memlens intervene CKPT data/cue_medium --mode zero --from-update 3 --n-episodes 10)
+    """
+    import json
+
+    from rich.progress import Progress
+
+    from memlens.analysis.interventions import intervene_env, intervene_replay
+
+    try:
+        if (env is None) == (dataset is None):
+            raise UserError("pass a DATASET to replay, or --env NAME for closed-loop rollouts (not both).")
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"{mode} at update {from_update}", total=None)
+
+            def progress(done, total):
+                bar.update(task, completed=done, total=total)
+
+            if env is not None:
+                result = intervene_env(ckpt, env, mode=mode, from_update=from_update, n_episodes=n_episodes,
+                                       variant=variant, batch_size=batch_size, every_update=every_update,
+                                       seed=100_000 + seed, device=device, progress=progress)
+            else:
+                result = intervene_replay(ckpt, dataset, mode=mode, from_update=from_update,
+                                          episodes=parse_episodes(episodes), n_episodes=n_episodes, root=root,
+                                          batch_episodes=batch_size, every_update=every_update, seed=seed,
+                                          device=device, progress=progress)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result.to_dict(), indent=2))
+        if figure is not None:
+            result.save(figure)
+    except UserError as exc:
+        _fail(str(exc))
+    for key, value in result.summary.items():
+        typer.echo(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    typer.echo(f"results written to {output}")
+
+
 @app.command("experiment")
 def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),

@@ -12,5 +12,24 @@ from memlens.analysis.data import (
     memory_states,
     token_norms,
 )
+from memlens.analysis.compare import CompareResult, compare_checkpoints
+from memlens.analysis.interventions import InterventionResult, MemoryOverride, intervene_env, intervene_replay
+from memlens.analysis.probes import (
+    FutureAction,
+    MemoryProbe,
+    ProbeData,
+    ProbeResult,
+    control_labels,
+    grouped_folds,
+    probe,
+    probe_baselines,
+    probe_data,
+    probe_figure,
+    probe_on,
+)
 
 __all__ = ["AnalysisInputError", "MemoryStates", "available_labels", "check_same_checkpoint", "memory_states", "token_norms"]
+# probes, interventions, compare
+__all__ += ["CompareResult", "FutureAction", "InterventionResult", "MemoryOverride", "MemoryProbe", "ProbeData", "ProbeResult",
+            "compare_checkpoints", "control_labels", "grouped_folds", "intervene_env", "intervene_replay", "probe",
+            "probe_baselines", "probe_data", "probe_figure", "probe_on"]
