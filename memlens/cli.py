@@ -284,6 +284,53 @@ def intervene(
     typer.echo(f"results written to {output}")
 
 
+@app.command("plot")
+def plot(
+    traces: str = typer.Argument(..., help="Trace store written by memlens capture."),
+    kind: str = typer.Option(..., "--kind", help="heatmap, dynamics, umap or attention."),
+    out: Path = typer.Option(..., "--out", help="Figure to write: FILE.png or FILE.html."),
+    episode: int = typer.Option(None, help="One episode (heatmap, attention: that episode instead of the mean; "
+                                           "dynamics: only it; umap: highlighted)."),
+    episodes: str = typer.Option(None, help="Episodes to use, e.g. 0:20 or 3,5,9 (default: all)."),
+    value: str = typer.Option("norm", help="Heat-map value: norm (token norm) or delta (change since the previous update)."),
+    color_by: str = typer.Option("time", help="UMAP colour: time, task, episode or a label (e.g. cue)."),
+    layer: int = typer.Option(None, help="Attention of one VLM layer (default: mean over layers)."),
+):
+    """Draw one analysis view of a trace store to PNG or HTML (the notebook API's figures).
+
+    Example:  memlens plot traces/cue --kind heatmap --episode 3 --out memory_evolution.png
+    (also: --kind umap --color-by cue --out umap.html; --kind dynamics; --kind attention --layer -1)
+    """
+    kinds = ("heatmap", "dynamics", "umap", "attention")
+    try:
+        if kind not in kinds:
+            raise UserError(f"--kind must be one of {', '.join(kinds)}; got {kind!r}.")
+        if out.suffix.lower() not in (".png", ".html"):
+            raise UserError(f"--out must end in .png or .html; got {str(out)!r}.")
+        eps = parse_episodes(episodes)
+        if kind == "heatmap":
+            from memlens.analysis.heatmap import memory_heatmap
+
+            view = memory_heatmap(traces, episode, episodes=eps, value=value)
+        elif kind == "dynamics":
+            from memlens.analysis.dynamics import memory_dynamics
+
+            view = memory_dynamics(traces, [episode] if episode is not None else eps)
+        elif kind == "umap":
+            from memlens.analysis.embedding import memory_umap
+
+            typer.echo("fitting UMAP (the first fit in a process also compiles numba code: ~20-60 s)")
+            view = memory_umap(traces, eps, color_by=color_by, highlight=episode)
+        else:
+            from memlens.analysis.attention import attention_over_time
+
+            view = attention_over_time(traces, episode, episodes=eps, layer=layer)
+        path = view.save(out)
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"{kind} written to {path}")
+
+
 @app.command("experiment")
 def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
