@@ -351,6 +351,45 @@ def experiment(
     typer.echo(f"results: {out / 'results.md'}")
 
 
+@app.command("rerun")
+def rerun_cmd(
+    traces: str = typer.Argument(..., help="Trace store written by memlens capture."),
+    episode: int = typer.Option(None, help="Episode to show (default: the first in the store)."),
+    save: Path = typer.Option(None, "--save", help="Write the recording to this .rrd file (open it with `rerun FILE`)."),
+    serve: bool = typer.Option(False, "--serve", help="Serve a web viewer on 127.0.0.1 and wait for Ctrl-C."),
+    web_port: int = typer.Option(9090, help="Web viewer port (--serve)."),
+    grpc_port: int = typer.Option(9876, help="gRPC port the web viewer reads from (--serve)."),
+    images: str = typer.Option("auto", help="Camera frames: auto (raw, JPEG above 256x256), raw, jpeg or none."),
+    umap: bool = typer.Option(True, "--umap/--no-umap", help="Fit a UMAP of the store's memory states."),
+    embedding: Path = typer.Option(None, help="Points of an embedding saved with MemoryEmbedding.save, instead of a fit."),
+):
+    """Show one captured episode in Rerun: cameras, memory norms and heat map, attention, UMAP, actions, labels.
+
+    Without --save or --serve the native viewer opens (it needs a display).
+
+    Example:  memlens rerun traces/cue --episode 3 --save ep3.rrd
+    (then `rerun ep3.rrd`; or memlens rerun traces/cue --serve for a web viewer on http://127.0.0.1:9090)
+    """
+    from memlens.apps import rerun_viewer
+
+    try:
+        if save is not None and serve:
+            raise UserError("pass --save FILE or --serve, not both.")
+        kw = {"images": images, "umap": umap, "embedding": embedding, "say": typer.echo}
+        if save is not None:
+            contents = rerun_viewer.save_rrd(traces, save, episode, **kw)
+            typer.echo(f"episode {contents.episode} ({contents.length} frames) written to {save}")
+        elif serve:
+            rerun_viewer.serve(traces, episode, web_port=web_port, grpc_port=grpc_port, **kw)
+        else:
+            contents = rerun_viewer.spawn(traces, episode, **kw)
+            typer.echo(f"episode {contents.episode} sent to the Rerun viewer")
+    except UserError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
 @app.command("demo")
 def demo(
     workdir: Path = typer.Option(Path("artifacts/demo"), help="Where the demo dataset and runs go."),
