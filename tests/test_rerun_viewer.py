@@ -203,8 +203,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_serve_binds_the_loopback_interface_only(analysis_traces):
-    from memlens.apps.rerun_viewer import serve
+    from memlens.apps.rerun_viewer import serve, stop_server
 
     web, grpc = _free_port(), _free_port()
     proc, url = serve(analysis_traces, 0, web_port=web, grpc_port=grpc, block=False, umap=False, images="none")
@@ -216,8 +221,8 @@ def test_serve_binds_the_loopback_interface_only(analysis_traces):
             bound = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{port}")]
             assert bound == [f"127.0.0.1:{port}"], bound
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_server(proc)
+    assert _free(web) and _free(grpc)  # the viewer binary stopped too, not only the python -m rerun wrapper
 
 
 @pytest.mark.parametrize("args, message", [
@@ -225,6 +230,7 @@ def test_serve_binds_the_loopback_interface_only(analysis_traces):
     (["--save", "a.rrd", "--serve"], "not both"),
     (["--images", "png", "--save", "a.rrd"], "images must be one of auto, raw, jpeg, none"),
     (["--save", "no/such/dir/a.rrd"], "its directory does not exist"),
+    (["--embedding", "no/such/dir", "--images", "none", "--save", "a.rrd"], "no saved memory embedding"),
 ])
 def test_bad_arguments_are_one_clear_paragraph(analysis_traces, args, message):
     result = runner.invoke(app, ["rerun", str(analysis_traces), *args])

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -324,7 +326,9 @@ def _try_embedding(rec, store, trace, index, embedding, notes, say) -> bool:
             "~20-60 s; --no-umap skips it)")
     try:
         points = fit_embedding(store, embedding)
-    except AnalysisInputError as exc:  # e.g. too few states for a UMAP: show the rest
+    except AnalysisInputError as exc:  # too few states for a UMAP: show the rest (a bad --embedding is an error)
+        if embedding is not None:
+            raise
         notes.append(f"no UMAP: {exc}")
         return False
     if not (points.episode == int(trace.attrs["episode_index"])).any():
@@ -421,7 +425,8 @@ def serve(store, episode: int | None = None, *, web_port: int = 9090, grpc_port:
 
     rerun-sdk 0.33's `rr.serve_grpc` and `rr.serve_web_viewer` listen on 0.0.0.0 and take no bind address,
     so the server is the `rerun` CLI (`--serve-web --bind 127.0.0.1`, the same server in its own process) and
-    the recording connects to it over gRPC. Returns `(process, url)` when `block` is False.
+    the recording connects to it over gRPC. Returns `(process, url)` when `block` is False; stop the server
+    with `stop_server(process)`.
     """
     check_images(kw.get("images", "auto"))
     store = as_store(store)
@@ -434,38 +439,50 @@ def serve(store, episode: int | None = None, *, web_port: int = 9090, grpc_port:
     proc = subprocess.Popen(
         [sys.executable, "-m", "rerun", "--serve-web", "--bind", "127.0.0.1", "--port", str(grpc_port),
          "--web-viewer-port", str(web_port), "--server-memory-limit", "25%"],
-        stdout=subprocess.DEVNULL, stderr=log, text=True)
+        stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)  # one group to stop
     try:
         _wait_for_port(grpc_port, proc, log)
         grpc_url = f"rerun+http://127.0.0.1:{grpc_port}/proxy"
         _log_with_sink(rec, store, episode, lambda bp: rec.connect_grpc(grpc_url, default_blueprint=bp), **kw)
         rec.flush()
+        rec.disconnect()  # the server keeps what it got for the viewers that connect later
         from urllib.parse import quote
 
         url = f"http://127.0.0.1:{web_port}/?url={quote(grpc_url, safe='')}"
         print(f"Rerun web viewer: {url}  (episode {episode}; Ctrl-C to stop)", flush=True)
         if not block:
             return proc, url
+        if threading.current_thread() is threading.main_thread():  # `kill PID` stops the server too, like Ctrl-C
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         proc.wait()
     except BaseException:
-        _stop(proc)
+        stop_server(proc)
         raise
     return proc, url
 
 
-def _stop(proc) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+def stop_server(proc) -> None:
+    """Stop a server started by `serve`: the `python -m rerun` wrapper and the viewer binary it runs as a child
+    (terminating the wrapper alone would leave the binary serving), both in the session `serve` started."""
+    def signal_all(sig):
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, sig) if hasattr(os, "killpg") else proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    signal_all(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        signal_all(getattr(signal, "SIGKILL", signal.SIGTERM))
+        proc.wait(timeout=5)
 
 
 def _port_is_free(port: int) -> bool:
     import socket
 
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a just-stopped server's TIME_WAIT is no owner
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
