@@ -365,7 +365,7 @@ def probe_data(stores, label, *, features: str = "memory", site: str = "memory/w
     cols = {k: [] for k in ("X", "y", "groups", "store", "episode", "update", "frame", "since_cue")}
     for si, store in enumerate(stores):
         url = str(store.url)
-        for g, ep in enumerate(select_episodes(store, episodes)):
+        for ep in select_episodes(store, episodes):
             trace = store.episode(ep)
             update_frame = trace.load("memory/update_frame")
             x = _episode_features(trace, features, site, url)
