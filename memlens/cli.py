@@ -351,6 +351,29 @@ def experiment(
     typer.echo(f"results: {out / 'results.md'}")
 
 
+@app.command("app")
+def app_cmd(
+    traces: Path = typer.Argument(..., help="Trace store written by memlens capture."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but 127.0.0.1 exposes the app to the network."),
+    port: int = typer.Option(7860, help="Port to serve on."),
+    compare: Path = typer.Option(None, help="A second trace store (same episodes) for the compare panel."),
+):
+    """Serve the Gradio app on a trace store: frames, heat map, UMAP, probes, attention, compare.
+
+    Example:  memlens app traces/cue --port 7860
+    """
+    from memlens.apps.gradio_app import serve
+
+    if host not in ("127.0.0.1", "localhost"):
+        typer.secho(f"warning: binding {host}: anyone who can reach this machine on port {port} can use the app "
+                    "and read the trace store.", fg=typer.colors.YELLOW, err=True)
+    try:
+        typer.echo(f"memlens app on {traces}: http://{host}:{port}  (Ctrl-C to stop)")
+        serve(traces, host=host, port=port, compare=compare)
+    except UserError as exc:
+        _fail(exc)
+
+
 @app.command("rerun")
 def rerun_cmd(
     traces: str = typer.Argument(..., help="Trace store written by memlens capture."),
@@ -394,15 +417,20 @@ def rerun_cmd(
 def demo(
     workdir: Path = typer.Option(Path("artifacts/demo"), help="Where the demo dataset and runs go."),
     steps: int = typer.Option(300, help="Training steps for the memory policy."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="End by serving the app on the captured traces."),
+    port: int = typer.Option(7860, help="Port of the app."),
 ):
-    """The built-in demo: tiny model, memory-task dataset, recurrent training, replay, capture.
+    """The built-in demo: tiny model, memory-task dataset, recurrent training, replay, capture, then the app.
 
     Example:  memlens demo --steps 300
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo uses only locally built models
     from memlens.demo import run_demo
 
-    run_demo(workdir=workdir, steps=steps)
+    try:
+        run_demo(workdir=workdir, steps=steps, serve=serve, port=port)
+    except UserError as exc:
+        _fail(exc)
 
 
 def main() -> None:

@@ -23,8 +23,16 @@ def open_traces(path_or_url) -> TraceStore:
 
 @lru_cache(maxsize=8)
 def _dataset(repo_id: str, root: str):
+    from pathlib import Path
+
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    from memlens.errors import UserError
+
+    if root and not (Path(root) / "meta" / "info.json").is_file():
+        raise UserError(f"the camera frames of this trace store come from the dataset {repo_id} at {root}, which is "
+                        "not there any more (expected a LeRobotDataset with meta/info.json). Move the dataset back, "
+                        "or capture again from where the dataset is now.")
     return LeRobotDataset(repo_id, root=root)
 
 
