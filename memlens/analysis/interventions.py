@@ -246,16 +246,11 @@ def intervene_replay(ckpt, dataset, *, mode: str, from_update: int = 0, episodes
     `n_episodes` of the dataset (all without `n_episodes`)."""
     import torch
 
-    from memlens.capture.run import check_dataset_matches_policy, replay_batch
-    from memlens.replay import open_dataset
+    from memlens.capture.run import open_matching_dataset, replay_batch
 
     loaded = _load(ckpt, device)
     _check_policy(loaded, mode, from_update)
-    try:
-        ds = open_dataset(dataset, root=root)
-    except Exception as exc:  # noqa: BLE001 - lerobot raises many kinds here
-        raise UserError(f"cannot open dataset {dataset!r} (root {root}): {type(exc).__name__}: {exc}") from exc
-    check_dataset_matches_policy(loaded, ds)
+    ds = open_matching_dataset(loaded, dataset, root)
     total = ds.meta.total_episodes
     if episodes is None:
         episodes = list(range(total if n_episodes is None else min(n_episodes, total)))

@@ -148,6 +148,16 @@ def replay_batch(loaded: LoadedPolicy, dataset, episodes: list[int], *, attentio
     return out
 
 
+def open_matching_dataset(loaded, dataset, root=None):
+    """The dataset to replay, opened (any lerobot failure becomes one UserError) and checked against the policy."""
+    try:
+        ds = open_dataset(dataset, root=root)
+    except Exception as exc:  # noqa: BLE001 - lerobot raises many kinds here
+        raise UserError(f"cannot open dataset {dataset!r} (root {root}): {type(exc).__name__}: {exc}") from exc
+    check_dataset_matches_policy(loaded, ds)
+    return ds
+
+
 def capture(ckpt: str, dataset: str, out: str, *, root: str | None = None, episodes: list[int] | None = None,
             attention: bool = False, full_attention: bool = False, hidden: bool = False, batch_episodes: int = 1,
             device: str = "cpu", overwrite: bool = False, attention_only: bool = False,
@@ -160,11 +170,7 @@ def capture(ckpt: str, dataset: str, out: str, *, root: str | None = None, episo
     loaded = load_for_capture(ckpt, device=device, attention_only=attention_only)
     if attention_only:
         attention = True
-    try:
-        ds = open_dataset(dataset, root=root)
-    except Exception as exc:  # noqa: BLE001 - lerobot raises many kinds here
-        raise UserError(f"cannot open dataset {dataset!r} (root {root}): {type(exc).__name__}: {exc}") from exc
-    check_dataset_matches_policy(loaded, ds)
+    ds = open_matching_dataset(loaded, dataset, root)
     total = ds.meta.total_episodes
     episodes = list(range(total)) if episodes is None else list(episodes)
     bad = [e for e in episodes if not 0 <= e < total]
