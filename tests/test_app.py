@@ -69,6 +69,25 @@ def test_the_cursor_moves_with_the_step(view):
     assert moved[u * pic.cw - 1: u * pic.cw + 1].any() and not moved[: pic.cw - 2].any()
 
 
+def test_the_view_reads_each_array_from_disk_once_and_shares_it_read_only(view, analysis_traces):
+    from memlens.apps.gradio_app import CachedStore
+    from memlens.store import TraceStore
+
+    ep = view.episodes[4]
+    a = view.store.episode(ep).load("memory/write")
+    assert view.store.episode(ep).load("memory/write") is a and not a.flags.writeable
+    np.testing.assert_array_equal(a, TraceStore.open(analysis_traces).episode(ep).load("memory/write"))
+    small = CachedStore.open(analysis_traces)
+    first = [small.episode(e).load("memory/write") for e in view.episodes[:3]]
+    small = CachedStore.open(analysis_traces)
+    small.max_bytes = first[1].nbytes + first[2].nbytes  # room for the last two: the least recently used goes
+    first = [small.episode(e).load("memory/write") for e in view.episodes[:3]]
+    assert small.episode(view.episodes[2]).load("memory/write") is first[2]
+    again = small.episode(view.episodes[0]).load("memory/write")
+    assert again is not first[0]
+    np.testing.assert_array_equal(again, first[0])
+
+
 def test_step_and_episode_callbacks_over_a_live_server(client, view):
     ep = view.episodes[2]
     frame_path, heat_path, umap_path, info = client.predict(str(ep), 17, api_name="/step")

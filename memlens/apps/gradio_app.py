@@ -14,6 +14,8 @@ returned as an array), and never unpickles anything (the UMAP is fitted in the p
 
 import logging
 import socket
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -26,19 +28,86 @@ from memlens.store import TraceStore, TraceStoreError
 log = logging.getLogger(__name__)
 
 
+class CachedStore(TraceStore):
+    """The app's read-only store: whole arrays read with `episode(k).load(name)` stay in memory, up to
+    `max_bytes` (the least recently used are dropped first), so the embedding, the probe, the attention and
+    the episode panels read each array from disk once. On 1,000 episodes, gathering every episode's memory
+    states and labels for the UMAP costs 12-20 s of Zarr reads (3-5 ms per array, bench/bench_app.py); the
+    probe panel reads the same arrays again. Slices (`episode(k)[name][i]`: the camera frame of a step) stay
+    lazy reads, as in `TraceStore`. Committed episodes never change, so nothing goes stale (a store
+    overwritten under a running app is not seen, as with the per-episode caches of `TraceView`)."""
+
+    max_bytes = 512 << 20
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._arrays: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
+
+    def episode(self, ep: int) -> "CachedEpisode":
+        return CachedEpisode(super().episode(ep), self)
+
+    def cached_load(self, trace, name: str) -> np.ndarray:
+        key = (trace.index, name)
+        with self._lock:
+            if key in self._arrays:
+                self._arrays.move_to_end(key)
+                return self._arrays[key]
+        arr = trace.load(name)
+        arr.flags.writeable = False  # shared by every reader
+        with self._lock:
+            if key not in self._arrays and arr.nbytes <= self.max_bytes:
+                self._arrays[key] = arr
+                self._bytes += arr.nbytes
+                while self._bytes > self.max_bytes:
+                    self._bytes -= self._arrays.popitem(last=False)[1].nbytes
+        return arr
+
+
+class CachedEpisode:
+    """An `EpisodeTrace` whose `load` goes through its `CachedStore` (everything else is the trace's own)."""
+
+    def __init__(self, trace, store: CachedStore):
+        self._trace, self._store = trace, store
+
+    def __getattr__(self, name):
+        return getattr(self._trace, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._trace
+
+    def __getitem__(self, name: str):
+        return self._trace[name]
+
+    def load(self, name: str) -> np.ndarray:
+        return self._store.cached_load(self._trace, name)
+
+    def __repr__(self) -> str:
+        return repr(self._trace)
+
+
 class TraceView:
-    """Everything the app shows, computed from one trace store and cached per episode."""
+    """Everything the app shows, computed from one trace store and cached per episode (arrays read from
+    the store are cached too: `CachedStore`; probe and attention panels per choice)."""
 
     def __init__(self, path):
         self.path = str(path)
-        self.store = TraceStore.open(self.path)
+        self.store = CachedStore.open(self.path)
         self.episodes = self.store.episodes()
         if not self.episodes:
             raise UserError(f"the trace store at {self.path} holds no episodes yet; run `memlens capture` into it.")
         self.has_memory = "memory/write" in self.store.episode(self.episodes[0])
         self._embedding = None
+        self._embedding_lock = threading.Lock()  # the page load and a first slider move must not fit twice
         self.episode_data = lru_cache(maxsize=64)(self._episode_data)
         self.heatmap = lru_cache(maxsize=64)(self._heatmap)
+        self.probe = lru_cache(maxsize=32)(self._probe)  # (summary, figure): small; the rows are not kept
+        self.attention = lru_cache(maxsize=64)(self._attention)
 
     # ---- per episode ------------------------------------------------------------------
     def _episode_data(self, ep: int) -> dict:
@@ -74,13 +143,14 @@ class TraceView:
     # ---- the embedding over all episodes ------------------------------------------------
     def embedding(self):
         """(ScatterPicture, episode of each point, update of each point), fitted once, on first use."""
-        if self._embedding is None:
-            from memlens.analysis.embedding import MemoryEmbedding
+        with self._embedding_lock:
+            if self._embedding is None:
+                from memlens.analysis.embedding import MemoryEmbedding
 
-            ms = memory_states(self.store)
-            coords = MemoryEmbedding(random_state=0).fit(ms).embedding_.coords
-            pic = ScatterPicture.draw(coords, ms.update.astype(float))
-            self._embedding = (pic, ms.episode, ms.update)
+                ms = memory_states(self.store)
+                coords = MemoryEmbedding(random_state=0).fit(ms).embedding_.coords
+                pic = ScatterPicture.draw(coords, ms.update.astype(float))
+                self._embedding = (pic, ms.episode, ms.update)
         return self._embedding
 
     def umap_picture(self, ep: int, step: int) -> np.ndarray:
@@ -123,13 +193,13 @@ class TraceView:
             sets.append("observation")
         return sets
 
-    def probe(self, label: str, features: str):
+    def _probe(self, label: str, features: str):
         from memlens.analysis.probes import probe
 
         res = probe(self.store, label, features=features)
         return res.summary(), res.figure
 
-    def attention(self, ep: int):
+    def _attention(self, ep: int):
         from memlens.analysis.attention import attention_over_time
 
         att = attention_over_time(self.store, ep)
