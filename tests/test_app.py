@@ -235,3 +235,17 @@ def test_memlens_app_on_a_busy_port_exits_with_one_clear_paragraph(analysis_trac
     assert result.exit_code == 2
     assert f"port {port} on 127.0.0.1 is already in use" in result.output and "Try --port" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_launcher_script_builds_the_same_app_for_gradio_live_reload(analysis_traces, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    import gradio as gr
+
+    monkeypatch.setenv("MEMLENS_TRACES", str(analysis_traces))
+    script = Path(__file__).resolve().parent.parent / "apps" / "memlens_app.py"
+    module = runpy.run_path(str(script), run_name="memlens_app")  # what `gradio apps/memlens_app.py` imports
+    demo = module["demo"]
+    assert isinstance(demo, gr.Blocks) and isinstance(demo.memlens_view, TraceView)
+    assert demo.memlens_view.episodes == TraceView(analysis_traces).episodes
