@@ -262,6 +262,17 @@ def _feature_error(trace, features: str, url: str, why: str) -> AnalysisInputErr
         f"{', '.join(options) or 'no probe features'}.")
 
 
+def _index(arg: str, n: int, trace, features: str, url: str, what: str, out_of_range: str) -> int:
+    """`arg` as an index in 0..n-1, or the feature error saying why not."""
+    try:
+        i = int(arg)
+    except ValueError:
+        raise _feature_error(trace, features, url, f"the {what} index is not an integer") from None
+    if not 0 <= i < n:
+        raise _feature_error(trace, features, url, out_of_range)
+    return i
+
+
 def _episode_features(trace, features: str, site: str, url: str) -> np.ndarray:
     """`[U, D]` features of one episode."""
     has_memory = site in trace
@@ -274,23 +285,12 @@ def _episode_features(trace, features: str, site: str, url: str) -> np.ndarray:
         return x.reshape(len(x), -1)
     if kind == "token":
         x = trace.load(site)
-        try:
-            i = int(arg)
-        except ValueError:
-            raise _feature_error(trace, features, url, "the token index is not an integer") from None
-        if not 0 <= i < x.shape[1]:
-            raise _feature_error(trace, features, url, f"there are {x.shape[1]} memory tokens")
-        return x[:, i]
+        return x[:, _index(arg, x.shape[1], trace, features, url, "token", f"there are {x.shape[1]} memory tokens")]
     if kind == "layer":
         if "hidden/memory" not in trace:
             raise _feature_error(trace, features, url, "it has no 'hidden/memory' (capture with --hidden)")
         x = trace["hidden/memory"]
-        try:
-            layer = int(arg)
-        except ValueError:
-            raise _feature_error(trace, features, url, "the layer index is not an integer") from None
-        if not 0 <= layer < x.shape[1]:
-            raise _feature_error(trace, features, url, f"hidden/memory holds {x.shape[1]} layer entries")
+        layer = _index(arg, x.shape[1], trace, features, url, "layer", f"hidden/memory holds {x.shape[1]} layer entries")
         x = np.asarray(x[:, layer])
         return x.reshape(len(x), -1)
     if kind == "observation" and not arg:
