@@ -12,7 +12,6 @@ Safety: the server binds 127.0.0.1 unless told otherwise, serves no files from d
 returned as an array), and never unpickles anything (the UMAP is fitted in the process).
 """
 
-import logging
 import socket
 import threading
 from collections import OrderedDict
@@ -24,9 +23,6 @@ from memlens.analysis.data import memory_states, token_norms
 from memlens.apps.render import HeatmapPicture, ScatterPicture
 from memlens.errors import UserError
 from memlens.store import TraceStore, TraceStoreError
-
-log = logging.getLogger(__name__)
-
 
 PANEL_PROBE_FOLDS, PANEL_PROBE_COMPONENTS, PANEL_PROBE_EPISODES = 3, 32, 300
 
@@ -249,7 +245,7 @@ def build_app(traces, compare=None):
     with gr.Blocks(title="memlens") as app:
         app.memlens_view = view  # what the page shows (tests and notebooks read it)
         gr.Markdown(f"# memlens · `{traces}`")
-        message = gr.Markdown(problem, elem_id="message", visible=bool(problem))
+        gr.Markdown(problem, elem_id="message", visible=bool(problem))
         if view is None:
             return app
         first = view.episodes[0]
@@ -361,7 +357,6 @@ def build_app(traces, compare=None):
         app.load(lambda: (view.umap_picture(first, 0) if view.has_memory else None, *on_attention(first),
                           *on_compare()),
                  None, [umap, attention_plot, attention_text, compare_text, compare_plot])
-        _ = message
     return app
 
 
