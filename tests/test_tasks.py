@@ -84,15 +84,34 @@ def test_the_control_variant_keeps_the_cue_visible_all_episode(task):
 
 
 @pytest.mark.parametrize("n", range(1, 7))
-def test_the_lamp_flashes_count_times_within_the_cue_phase(n):
+def test_the_border_flashes_count_times_within_the_cue_phase(n):
     spec = make_spec("count", "short", n_targets=6)
     lit = [flash_on(t, n) for t in range(spec.cue_steps)]
     onsets = sum(1 for t, on in enumerate(lit) if on and (t == 0 or not lit[t - 1]))
     assert onsets == n
-    # and the lamp is what the images show
+    # and the whole border, as large as cue recall's cue, is what the images show
     frames = rollout(spec, n - 1)[1][: spec.cue_steps]
-    lamp = [f["image"][52, 52].tolist() == [255, 230, 0] for f in frames]
-    assert lamp == lit
+    yellow = np.array([255, 230, 0], np.uint8)
+    for f, on in zip(frames, lit):
+        border = np.concatenate([f["image"][:4].reshape(-1, 3), f["image"][-4:].reshape(-1, 3),
+                                 f["image"][:, :4].reshape(-1, 3), f["image"][:, -4:].reshape(-1, 3)])
+        assert (border == yellow).all(axis=1).all() == on
+        assert (border == yellow).all(axis=1).any() == on
+
+
+@pytest.mark.parametrize("n_targets", [2, 4, 6])
+def test_the_count_control_lights_count_of_n_slots_of_the_bottom_edge(n_targets):
+    for count in range(1, n_targets + 1):
+        spec = make_spec("count", "control", n_targets=n_targets)
+        img = rollout(spec, count - 1)[1][spec.go_start]["image"]  # well after the cue phase
+        bottom = (img[-4:] == [255, 230, 0]).all(axis=2).all(axis=0)  # [W] columns lit on all 4 rows
+        runs = np.flatnonzero(np.diff(np.r_[0, bottom.astype(int), 0]) == 1)
+        assert len(runs) == count and bottom.sum() >= count * (64 // n_targets - 3)
+        assert not (img[:4] == [255, 230, 0]).all(axis=2).any()  # the rest of the border is dark
+
+
+def test_both_tasks_put_their_targets_on_the_same_ring():
+    np.testing.assert_array_equal(target_positions("count", 4), target_positions("cue_recall", 4))
 
 
 @pytest.mark.parametrize("offset", range(9))

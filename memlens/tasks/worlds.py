@@ -11,14 +11,21 @@ Two task kinds:
 
 - ``cue_recall``: ``n_targets`` coloured discs on a circle around the centre. The cue is a
   border around the image in one of their colours. Reach the disc of that colour.
-- ``count``: a lamp (bottom right) flashes ``count`` times (9 frames on, 1 off each, from the
-  first frame), ``count`` in 1..n_targets. Reach target number ``count`` of a row of grey
-  squares, numbered left to right and marked with 1..n dice pips above each.
+- ``count``: the border around the image flashes yellow ``count`` times (9 frames on, 1 off
+  each, from the first frame), ``count`` in 1..n_targets. Reach target number ``count``: grey
+  discs at the cue-recall positions, numbered clockwise from the top and marked with 1..n
+  white pips outside each.
 
-The layout (targets, lamp outline) is the same in every episode, so it reveals nothing.
+The layout (targets, pips) is the same in every episode, so it reveals nothing.
 After the cue phase nothing in the observation (image or state) depends on the cue,
 except in the ``control`` variant, where the cue stays visible all episode (cue_recall:
-the border stays; count: ``count`` yellow pips are shown at the bottom left all episode).
+the border stays; count: the bottom edge of the border is split into ``n_targets`` slots
+and the first ``count`` of them stay yellow).
+
+The count display is as large as the cue-recall border and the targets sit where cue recall's
+do: a first design (a 10-pixel lamp, 4-pixel pips, targets 0.5 apart on a row) failed even on
+the control, where no memory is needed, because the tiny policy could not read it or aim
+between neighbouring targets (docs/experiment.md).
 
 Coordinates: x, y in [-1, 1], y up; pixel column = (x + 1) / 2 * (size - 1),
 pixel row = (1 - y) / 2 * (size - 1).
@@ -55,15 +62,14 @@ PHASE_CUE, PHASE_DELAY, PHASE_GO = 0, 1, 2
 
 MAX_SPEED = 0.06  # world units per frame at |action| = 1: 11-15 frames to any target
 SUCCESS_RADIUS = 0.08
-RING_RADIUS = 0.65  # cue_recall targets
-ROW_Y, ROW_HALF_WIDTH = 0.5, 0.75  # count targets
+RING_RADIUS = 0.65  # targets of both tasks
 
 COLOURS = np.array(  # target colours, in cue index order
     [[230, 40, 40], [40, 200, 60], [50, 90, 255], [240, 220, 40], [220, 60, 220], [40, 220, 220]],
     dtype=np.uint8,
 )
 BACKGROUND = (20, 20, 20)
-GREY, WHITE, YELLOW, LAMP_OFF = (150, 150, 150), (255, 255, 255), (255, 230, 0), (70, 70, 70)
+GREY, WHITE, YELLOW = (150, 150, 150), (255, 255, 255), (255, 230, 0)
 
 
 @dataclass(frozen=True)
@@ -141,14 +147,10 @@ def make_spec(
 
 
 def target_positions(task: str, n_targets: int) -> np.ndarray:
-    """Fixed target centres, float32 [n_targets, 2] (x, y); the same in every episode."""
-    if task == "cue_recall":
-        angles = np.pi / 2 - 2 * np.pi * np.arange(n_targets) / n_targets  # from the top, clockwise
-        pos = RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    else:
-        xs = np.linspace(-ROW_HALF_WIDTH, ROW_HALF_WIDTH, n_targets)
-        pos = np.stack([xs, np.full(n_targets, ROW_Y)], axis=1)
-    return pos.astype(np.float32)
+    """Fixed target centres, float32 [n_targets, 2] (x, y); the same in every episode and task:
+    a circle around the centre, target 0 at the top, then clockwise."""
+    angles = np.pi / 2 - 2 * np.pi * np.arange(n_targets) / n_targets
+    return (RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)).astype(np.float32)
 
 
 def flash_on(t: int, count: int) -> bool:
@@ -184,14 +186,15 @@ def _background(task: str, n_targets: int, size: int) -> np.ndarray:
         if task == "cue_recall":
             _disc(img, row, col, 4 * s, COLOURS[i])
         else:
-            half = round(3 * s)
-            _box(img, round(row) - half, round(col) - half, 2 * half + 1, 2 * half + 1, GREY)
-            for k in range(i + 1):  # dice pips: 2 columns x 3 rows, above the square
-                pr = round(row) - half - round(3 * s) - 3 * round(s) * (k // 2) - round(s)
-                pc = round(col) - 2 * round(s) + 3 * round(s) * (k % 2)
-                _box(img, pr, pc, 2 * round(s), 2 * round(s), WHITE)
-    if task == "count":
-        _box(img, size - round(16 * s), size - round(16 * s), round(10 * s), round(10 * s), LAMP_OFF)
+            _disc(img, row, col, 4 * s, GREY)
+            # i + 1 pips just inside the disc (toward the centre), in rows of three across the ray
+            out = np.array([-xy[1], xy[0]]) / np.linalg.norm(xy)  # outward, as (row, col)
+            across = np.array([out[1], -out[0]])
+            for k in range(i + 1):
+                n_row = min(i + 1 - 3 * (k // 3), 3)
+                off = -(7 + 3 * (k // 3)) * out + 3 * (k % 3 - (n_row - 1) / 2) * across
+                pr, pc = np.array([row, col]) + s * off
+                _box(img, round(pr - s), round(pc - s), round(2 * s), round(2 * s), WHITE)
     img.setflags(write=False)
     return img
 
@@ -209,13 +212,14 @@ def render(spec: TaskSpec, cue: int, t: int, agent: np.ndarray) -> np.ndarray:
         b = round(4 * s)
         img[:b], img[-b:], img[:, :b], img[:, -b:] = (COLOURS[cue],) * 4
     if spec.task == "count":
+        b = round(4 * s)
         if show_cue and flash_on(t, cue + 1):
-            lamp = size - round(16 * s)
-            _box(img, lamp, lamp, round(10 * s), round(10 * s), YELLOW)
-        if spec.cue_always_visible:
-            pip = round(4 * s)
+            img[:b], img[-b:], img[:, :b], img[:, -b:] = (YELLOW,) * 4
+        if spec.cue_always_visible:  # the bottom edge in n_targets slots, the first `count` lit
+            edges = np.linspace(0, size, spec.n_targets + 1).round().astype(int)
+            img[-b:] = BACKGROUND
             for k in range(cue + 1):
-                _box(img, size - round(12 * s), round(3 * s) + round(6 * s) * k, pip, pip, YELLOW)
+                img[-b:, edges[k] + 1 : edges[k + 1] - 1] = YELLOW
     row, col = _to_px(agent, size)
     _disc(img, row, col, 2 * s, WHITE)
     return img
