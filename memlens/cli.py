@@ -335,18 +335,23 @@ def plot(
 def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
     tasks: str = typer.Option("cue_recall,count", help="Comma-separated tasks."),
-    steps: int = typer.Option(1500, help="Training steps per policy."),
+    steps: int = typer.Option(None, help="Training steps per policy of every task's final stage (default: "
+                              "1000 for cue_recall, after its warm-up; 1500 for count)."),
+    warmup_steps: int = typer.Option(1500, help="Warm-up steps of tasks with a curriculum (cue_recall)."),
     n_episodes: int = typer.Option(50, help="Evaluation episodes per policy and variant."),
     seed: int = typer.Option(0, help="Seed of data and training (evaluation uses its own fixed seeds)."),
 ):
     """Baseline against memory on the memory tasks: record, train both with one budget, evaluate every variant.
 
-    Example:  memlens experiment --out artifacts/experiment --tasks cue_recall --steps 1500 --n-episodes 50
+    Example:  memlens experiment --out artifacts/experiment --tasks cue_recall --n-episodes 50
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from memlens.experiment import ExperimentConfig, run_experiment
 
-    cfg = ExperimentConfig(tasks=tuple(tasks.split(",")), steps=steps, n_eval_episodes=n_episodes, seed=seed)
+    cfg = ExperimentConfig(tasks=tuple(tasks.split(",")), warmup_steps=warmup_steps, n_eval_episodes=n_episodes,
+                           seed=seed)
+    if steps is not None:
+        cfg.steps = dict.fromkeys(cfg.tasks, steps)
     run_experiment(out, cfg)
     typer.echo(f"results: {out / 'results.md'}")
 

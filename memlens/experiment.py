@@ -2,7 +2,9 @@
 
 For each task: record expert datasets for the training variants with fixed seeds, merge them with
 lerobot's `aggregate_datasets`, train a baseline (`num_mem_tokens=0`) and a memory policy with the same
-budget (same K segments per sample, steps, batch, learning rate, seed) through lerobot-train, then
+budget (same K segments per sample, steps, batch, learning rate, seed) through lerobot-train, in two
+stages where a curriculum over delays is set (a warm-up on the short delays at a shallow K, then every
+training variant at the K that spans the longest delay, continuing from the warm-up checkpoint), then
 evaluate both on every variant, including delays longer than any trained on and the control where
 the cue stays visible, on the same seeded episodes. Results go to `OUT/<task>/evaluation_results.json`
 and a Markdown table `OUT/results.md`.
@@ -21,6 +23,14 @@ from memlens.tasks.worlds import VARIANTS
 # What each task trains on. Cue recall includes `long` (10 chunks of delay) so the goal variant is
 # inside the trained span; `extra_long` (16 chunks) is never trained on: it measures extrapolation.
 TRAIN_VARIANTS = {"cue_recall": ("short", "medium", "long", "control"), "count": ("short", "medium", "control")}
+# Curriculum over delays: a task listed here first trains on these variants with K=WARMUP_SEGMENTS, then on
+# its TRAIN_VARIANTS from that checkpoint. Trained from scratch on windows 13 segments deep, where the
+# long variant's informative samples (ending in `go`) are ~10% of frames, cue recall was undertrained at
+# 1500 steps (long 60%, control 84%); after a warm-up that already recalls the short delays it only has
+# to learn to read the cue out of memory after more updates (docs/experiment.md).
+WARMUP_VARIANTS = {"cue_recall": ("short", "medium", "control")}
+WARMUP_SEGMENTS = 9
+STEPS = {"cue_recall": 1000, "count": 1500}
 ENV_OF_TASK = {"cue_recall": "memlens_cue_recall", "count": "memlens_count"}
 STRIDE = 10  # frames between memory updates: the tiny policy's n_action_steps
 
@@ -45,7 +55,12 @@ class ExperimentConfig:
     episodes_per_variant: int = 60
     n_mem_segments: dict[str, int] | None = None  # K per task; None: segments_needed() of its variants
     num_mem_tokens: int = 4
-    steps: int = 1500
+    # steps of the final stage (the only one without a warm-up): cue recall continues from its warm-up;
+    # count trains from scratch at K=9 like cue recall's warm-up.
+    steps: dict[str, int] = field(default_factory=lambda: dict(STEPS))
+    warmup_variants: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(WARMUP_VARIANTS))
+    warmup_steps: int = 1500
+    warmup_segments: int = WARMUP_SEGMENTS
     batch_size: int = 16
     lr: float = 3e-4
     n_eval_episodes: int = 50
@@ -54,24 +69,25 @@ class ExperimentConfig:
     extra_policy_args: list[str] = field(default_factory=list)
 
 
-def record_training_data(task: str, cfg: ExperimentConfig, out: Path) -> Path:
-    """One expert dataset per training variant (distinct seeds), merged into `out/<task>/train`."""
+def record_training_data(task: str, variants, cfg: ExperimentConfig, out: Path, name: str = "train") -> Path:
+    """One expert dataset per variant (seed `cfg.seed + 10000 * position`), merged into `out/<task>/<name>`."""
     from lerobot.datasets.aggregate import aggregate_datasets
 
     from memlens.tasks.record import record_dataset
 
-    merged = out / task / "train"
+    merged = out / task / name
     if (merged / "meta" / "info.json").is_file():
         return merged
-    parts = []
-    for i, variant in enumerate(cfg.train_variants[task]):
-        root = out / task / "parts" / variant
+    parts, ids = [], []
+    for i, variant in enumerate(variants):
+        seed = cfg.seed + 10_000 * i
+        root = out / task / "parts" / f"{variant}-seed{seed}"
         if not (root / "meta" / "info.json").is_file():
-            record_dataset(root=root, repo_id=f"local/{task}_{variant}", task=task, variant=variant,
-                           n_episodes=cfg.episodes_per_variant, seed=cfg.seed + 10_000 * i, progress=False)
+            record_dataset(root=root, repo_id=f"local/{task}_{variant}_{seed}", task=task, variant=variant,
+                           n_episodes=cfg.episodes_per_variant, seed=seed, progress=False)
         parts.append(root)
-    aggregate_datasets([f"local/{task}_{v}" for v in cfg.train_variants[task]], f"local/{task}_train",
-                       roots=parts, aggr_root=merged)
+        ids.append(f"local/{task}_{variant}_{seed}")
+    aggregate_datasets(ids, f"local/{task}_{name}", roots=parts, aggr_root=merged)
     return merged
 
 
@@ -79,17 +95,43 @@ def segments_of(task: str, cfg: ExperimentConfig) -> int:
     return (cfg.n_mem_segments or {}).get(task) or segments_needed(task, cfg.train_variants[task])
 
 
-def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tokens: int, segments: int) -> Path:
-    from memlens.train import run_lerobot_train, tiny_train_args
+def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tokens: int, segments: int,
+                 steps: int, init: Path | None = None) -> Path:
+    """Train (or reuse) one policy; `init` continues from a checkpoint (fresh optimizer and schedule)."""
+    from memlens.train import continue_train_args, run_lerobot_train, tiny_train_args
 
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
     if (ckpt / "model.safetensors").is_file():
         return ckpt
-    args = tiny_train_args(dataset_root=dataset, output_dir=out, steps=cfg.steps, batch_size=cfg.batch_size,
-                           num_mem_tokens=num_mem_tokens, n_mem_segments=segments,
-                           optimizer_lr=cfg.lr)
+    if init is None:
+        args = tiny_train_args(dataset_root=dataset, output_dir=out, steps=steps, batch_size=cfg.batch_size,
+                               num_mem_tokens=num_mem_tokens, n_mem_segments=segments, optimizer_lr=cfg.lr)
+    else:
+        args = continue_train_args(init, dataset_root=dataset, output_dir=out, steps=steps,
+                                   batch_size=cfg.batch_size, n_mem_segments=segments, optimizer_lr=cfg.lr)
     run_lerobot_train([*args, f"--seed={cfg.seed}", *cfg.extra_policy_args])
     return ckpt
+
+
+def train_task(task: str, cfg: ExperimentConfig, out: Path, console: Console) -> dict[str, Path]:
+    """Both policies of one task, through the warm-up stage first when the task has one."""
+    warmup = cfg.warmup_variants.get(task)
+    final_data = record_training_data(task, cfg.train_variants[task], cfg, out)
+    warm_data = record_training_data(task, warmup, cfg, out, "train_warmup") if warmup else None
+    k = segments_of(task, cfg)
+    ckpts = {}
+    for name, m in (("memory", cfg.num_mem_tokens), ("baseline", 0)):
+        init = None
+        if warm_data is not None:
+            console.rule(f"{task}: warm up {name} on {', '.join(warmup)} (num_mem_tokens={m}, "
+                         f"K={cfg.warmup_segments}, {cfg.warmup_steps} steps)")
+            init = train_policy(warm_data, out / task / f"{name}_warmup", cfg, num_mem_tokens=m,
+                                segments=cfg.warmup_segments, steps=cfg.warmup_steps)
+        console.rule(f"{task}: train {name} on {', '.join(cfg.train_variants[task])} (num_mem_tokens={m}, "
+                     f"K={k}, {cfg.steps[task]} steps{', from the warm-up' if init else ''})")
+        ckpts[name] = train_policy(final_data, out / task / name, cfg, num_mem_tokens=m, segments=k,
+                                   steps=cfg.steps[task], init=init)
+    return {"baseline": ckpts["baseline"], "memory": ckpts["memory"]}
 
 
 def run_experiment(out: Path, cfg: ExperimentConfig | None = None, console: Console | None = None) -> dict:
@@ -104,13 +146,7 @@ def run_experiment(out: Path, cfg: ExperimentConfig | None = None, console: Cons
     tables, all_results = [], {}
     for task in cfg.tasks:
         console.rule(f"{task}: data ({', '.join(cfg.train_variants[task])}, {cfg.episodes_per_variant} episodes each)")
-        dataset = record_training_data(task, cfg, out)
-        k = segments_of(task, cfg)
-        ckpts = {}
-        for name, m in (("memory", cfg.num_mem_tokens), ("baseline", 0)):
-            console.rule(f"{task}: train {name} (num_mem_tokens={m}, K={k}, {cfg.steps} steps)")
-            ckpts[name] = train_policy(dataset, out / task / name, cfg, num_mem_tokens=m, segments=k)
-        ckpts = {"baseline": ckpts["baseline"], "memory": ckpts["memory"]}
+        ckpts = train_task(task, cfg, out, console)
         console.rule(f"{task}: evaluate on {', '.join(cfg.eval_variants)} ({cfg.n_eval_episodes} episodes each)")
         results = compare_in_env({k: str(v) for k, v in ckpts.items()}, ENV_OF_TASK[task],
                                  variants=list(cfg.eval_variants), n_episodes=cfg.n_eval_episodes,

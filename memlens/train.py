@@ -119,10 +119,23 @@ def tiny_train_args(*, dataset_root, output_dir, steps: int, batch_size: int = 8
     from memlens.models import tiny_smolvla_kwargs
 
     policy = {**tiny_smolvla_kwargs(), "device": "cpu", **policy_overrides}
+    return ["--policy.type=smolvla_rmt", *policy_args(policy),
+            *_run_args(dataset_root=dataset_root, output_dir=output_dir, steps=steps, batch_size=batch_size)]
+
+
+def continue_train_args(checkpoint, *, dataset_root, output_dir, steps: int, batch_size: int = 8,
+                        **policy_overrides) -> list[str]:
+    """lerobot-train arguments that continue training `checkpoint` (its config, overridden by
+    `policy_overrides`, e.g. a deeper `n_mem_segments`) with a fresh optimizer and schedule."""
+    return [f"--policy.path={checkpoint}", *policy_args(policy_overrides),
+            *_run_args(dataset_root=dataset_root, output_dir=output_dir, steps=steps, batch_size=batch_size)]
+
+
+def _run_args(*, dataset_root, output_dir, steps: int, batch_size: int) -> list[str]:
+    from pathlib import Path
+
     dataset_root = Path(dataset_root)
     return [
-        "--policy.type=smolvla_rmt",
-        *policy_args(policy),
         "--policy.push_to_hub=false",
         f"--dataset.repo_id=local/{dataset_root.name}",
         f"--dataset.root={dataset_root}",

@@ -20,3 +20,36 @@ def test_cue_recall_trains_on_long_and_never_on_extra_long():
     assert set(cfg.eval_variants) == set(VARIANTS)
     assert segments_of("cue_recall", cfg) == 13 and segments_of("count", cfg) == 9
     assert segments_of("count", ExperimentConfig(n_mem_segments={"count": 4})) == 4
+
+
+def test_cue_recall_warms_up_on_the_short_delays_before_the_long_one():
+    from memlens.experiment import WARMUP_VARIANTS
+
+    cfg = ExperimentConfig()
+    warm = cfg.warmup_variants["cue_recall"]
+    assert set(warm) < set(cfg.train_variants["cue_recall"]) and "long" not in warm
+    # the warm-up's windows reach over the cue and its longest delay, the final stage's over long
+    assert segments_needed("cue_recall", warm) <= cfg.warmup_segments < segments_of("cue_recall", cfg)
+    assert "count" not in cfg.warmup_variants and cfg.steps["count"] > cfg.steps["cue_recall"]
+
+
+def test_the_final_stage_continues_from_the_warm_up_checkpoint_with_deeper_windows(memory_checkpoint, cue_dataset, tmp_path):
+    """A real lerobot-train run from a checkpoint (2 steps): its config, now K=3, and its weights carry over."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from memlens.experiment import train_policy
+
+    cfg = ExperimentConfig(batch_size=2)
+    ckpt = train_policy(cue_dataset, tmp_path / "final", cfg, num_mem_tokens=4, segments=3, steps=2,
+                        init=memory_checkpoint)
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["n_mem_segments"] == 3 and config["num_mem_tokens"] == 4
+    before, after = load_file(memory_checkpoint / "model.safetensors"), load_file(ckpt / "model.safetensors")
+    assert before.keys() == after.keys()
+    drift = max(float((after[k] - before[k]).abs().max()) for k in before)
+    assert 0 < drift < 0.01  # trained a little, from the warm-up's weights (a fresh init differs by far more)
+    # a rerun reuses the finished checkpoint instead of training again
+    assert train_policy(cue_dataset, tmp_path / "final", cfg, num_mem_tokens=4, segments=3, steps=2,
+                        init=memory_checkpoint) == ckpt
