@@ -348,8 +348,17 @@ def experiment(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from memlens.experiment import ExperimentConfig, run_experiment
 
-    cfg = ExperimentConfig(tasks=tuple(tasks.split(",")), warmup_steps=warmup_steps, n_eval_episodes=n_episodes,
-                           seed=seed)
+    from memlens.experiment import TRAIN_VARIANTS
+
+    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    unknown = [t for t in chosen if t not in TRAIN_VARIANTS]
+    if unknown or not chosen:
+        _fail(f"--tasks must name tasks from {', '.join(TRAIN_VARIANTS)} (comma-separated); got {tasks!r}"
+              f"{f', where {unknown} are unknown' if unknown else ''}. Pick from those.")
+    if min(n_episodes, warmup_steps, steps or 1) < 1:
+        _fail(f"--n-episodes, --steps and --warmup-steps must be at least 1; got {n_episodes}, {steps}, "
+              f"{warmup_steps}.")
+    cfg = ExperimentConfig(tasks=chosen, warmup_steps=warmup_steps, n_eval_episodes=n_episodes, seed=seed)
     if steps is not None:
         cfg.steps = dict.fromkeys(cfg.tasks, steps)
     run_experiment(out, cfg)

@@ -49,3 +49,13 @@ def test_train_rejects_a_bptt_depth_above_k():
     result = runner.invoke(app, ["train", "--policy.type=smolvla_rmt", "--policy.n_mem_segments=2",
                                  "--policy.mem_bptt_segments=3"])
     assert result.exit_code == 2 and "mem_bptt_segments" in result.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--tasks", "cue,count"], "where ['cue'] are unknown"),
+    (["--n-episodes", "0"], "must be at least 1"),
+])
+def test_experiment_rejects_unknown_tasks_and_empty_budgets_before_recording(args, expected, tmp_path):
+    result = runner.invoke(app, ["experiment", "--out", str(tmp_path / "exp"), *args])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "exp").exists()
