@@ -46,7 +46,7 @@ def test_memlens_compare_cli_writes_the_json(baseline_checkpoint, memory_checkpo
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"env": "memlens_nope"}, "known envs: memlens_count, memlens_cue_recall"),
+    ({"env": "memlens_nope"}, "known envs: memlens_count, memlens_cue_recall, memlens_order"),
     ({"env": "memlens_cue_recall", "n_episodes": 0}, "at least 1"),
     ({"env": "memlens_cue_recall", "variants": ["forever"]}, "known variants"),
 ])

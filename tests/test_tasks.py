@@ -14,6 +14,8 @@ from memlens.tasks.worlds import (
     PHASE_CUE,
     PHASE_DELAY,
     PHASE_GO,
+    BACKGROUND,
+    COLOURS,
     TASKS,
     MemoryWorld,
     flash_on,
@@ -79,8 +81,10 @@ def test_the_control_variant_keeps_the_cue_visible_all_episode(task):
     spec = make_spec(task, "control", n_targets=4)
     assert spec.delay_steps == DELAY_PRESETS["medium"]
     episodes = [rollout(spec, cue)[1] for cue in range(4)]
+    # order's second colour (frames 10-19) is a distractor that two cues may share; every other frame differs
+    shown = [t for t in range(len(episodes[0])) if task != "order" or not spec.cue_steps // 2 <= t < spec.cue_steps]
     for a, b in itertools.combinations(range(4), 2):
-        assert all(not np.array_equal(x["image"], y["image"]) for x, y in zip(episodes[a], episodes[b]))
+        assert all(not np.array_equal(episodes[a][t]["image"], episodes[b][t]["image"]) for t in shown)
 
 
 @pytest.mark.parametrize("n", range(1, 7))
@@ -97,6 +101,36 @@ def test_the_border_flashes_count_times_within_the_cue_phase(n):
                                  f["image"][:, :4].reshape(-1, 3), f["image"][:, -4:].reshape(-1, 3)])
         assert (border == yellow).all(axis=1).all() == on
         assert (border == yellow).all(axis=1).any() == on
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_order_shows_the_cue_then_a_different_colour_and_the_cue_is_the_first(seed):
+    spec = make_spec("order", "medium", n_targets=4)
+    world = MemoryWorld(spec)
+    world.reset(seed=seed)
+    frames = rollout(spec, world.cue, ScriptedExpert().act)[1]  # rollout forces the cue, draws the second
+    first, second = frames[0]["image"][0, 32], frames[15]["image"][0, 32]
+    assert first.tolist() == COLOURS[world.cue].tolist()  # frames 0-9: the cue's colour
+    assert second.tolist() != first.tolist() and second.tolist() in COLOURS[:4].tolist()
+    assert frames[spec.cue_steps]["image"][0, 32].tolist() == list(BACKGROUND)  # then hidden
+
+
+def test_order_never_repeats_the_cue_as_the_distractor_so_recency_fails():
+    spec = make_spec("order", "short", n_targets=4)
+    world = MemoryWorld(spec)
+    pairs = set()
+    for seed in range(200):
+        world.reset(seed=seed)
+        assert world.second != world.cue
+        pairs.add((world.cue, world.second))
+    assert len(pairs) == 12  # every ordered pair of different colours occurs
+
+
+def test_the_order_control_shows_the_first_colour_after_the_cue_phase():
+    spec = make_spec("order", "control", n_targets=4)
+    for cue in range(4):
+        frames = rollout(spec, cue)[1]
+        assert all(f["image"][0, 32].tolist() == COLOURS[cue].tolist() for f in frames[spec.cue_steps :])
 
 
 @pytest.mark.parametrize("n_targets", [2, 4, 6])
@@ -198,6 +232,11 @@ def test_episode_lengths_follow_the_variant_presets():
         ("count", "long"): 170,
         ("count", "extra_long"): 230,
         ("count", "control"): 100,
+        ("order", "short"): 53,
+        ("order", "medium"): 80,
+        ("order", "long"): 150,
+        ("order", "extra_long"): 210,
+        ("order", "control"): 80,
     }
 
 
@@ -296,7 +335,7 @@ def test_the_env_with_a_seed_plays_the_same_episode_as_the_world():
 def test_unknown_env_names_list_the_known_ones():
     from memlens.tasks.envs import KNOWN_ENVS, make_env_config
 
-    assert set(KNOWN_ENVS) == {"memlens_cue_recall", "memlens_count"}
+    assert set(KNOWN_ENVS) == {"memlens_cue_recall", "memlens_count", "memlens_order"}
     with pytest.raises(ValueError, match=r"'memlens_cue'.*memlens_count.*memlens_cue_recall"):
         make_env_config("memlens_cue")
     with pytest.raises(ValueError, match="Unknown variant"):

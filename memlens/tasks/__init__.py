@@ -1,8 +1,8 @@
-"""Small CPU-only tasks where memory is necessary (cue recall, counting), with delay variants.
+"""Small CPU-only tasks where memory is necessary (cue recall, order, counting), with delay variants.
 
 - :mod:`memlens.tasks.worlds`: the pure-numpy world (no gym, no lerobot).
 - :mod:`memlens.tasks.expert`: the scripted expert.
-- :mod:`memlens.tasks.envs`: gymnasium envs + LeRobot env types ``memlens_cue_recall`` and
+- :mod:`memlens.tasks.envs`: gymnasium envs + LeRobot env types ``memlens_cue_recall``, ``memlens_order`` and
   ``memlens_count`` (importing it registers them; it imports lerobot).
 - :mod:`memlens.tasks.record`: expert demonstrations as a LeRobotDataset v3.
 

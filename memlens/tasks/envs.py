@@ -2,9 +2,9 @@
 
 Importing this module registers:
 
-- gymnasium ids ``memlens/CueRecall-v0`` and ``memlens/Count-v0`` (kwargs: ``variant``,
+- gymnasium ids ``memlens/CueRecall-v0``, ``memlens/Count-v0`` and ``memlens/Order-v0`` (kwargs: ``variant``,
   ``n_targets``, ``image_size``, ``task_description``);
-- LeRobot env types ``memlens_cue_recall`` and ``memlens_count`` (``--env.type=...`` in
+- LeRobot env types ``memlens_cue_recall``, ``memlens_count`` and ``memlens_order`` (``--env.type=...`` in
   ``lerobot-eval``/``lerobot-train`` once this module is imported, e.g. with
   ``--env.discover_packages_path=memlens.tasks.envs``).
 
@@ -30,7 +30,7 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
 from memlens.tasks.worlds import INSTRUCTIONS, MemoryWorld, make_spec
 
-GYM_IDS = {"cue_recall": "memlens/CueRecall-v0", "count": "memlens/Count-v0"}
+GYM_IDS = {"cue_recall": "memlens/CueRecall-v0", "count": "memlens/Count-v0", "order": "memlens/Order-v0"}
 
 
 class MemoryTaskEnv(gym.Env):
@@ -165,9 +165,18 @@ class CountEnvConfig(MemoryTaskEnvConfig):
     KIND: ClassVar[str] = "count"
 
 
+@EnvConfig.register_subclass("memlens_order")
+@dataclass
+class OrderEnvConfig(MemoryTaskEnvConfig):
+    """LeRobot env type ``memlens_order``: reach the target of the first of two colours shown."""
+
+    KIND: ClassVar[str] = "order"
+
+
 KNOWN_ENVS: dict[str, type[MemoryTaskEnvConfig]] = {
     "memlens_cue_recall": CueRecallEnvConfig,
     "memlens_count": CountEnvConfig,
+    "memlens_order": OrderEnvConfig,
 }
 
 

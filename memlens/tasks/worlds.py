@@ -7,7 +7,7 @@ Every episode has three phases, one frame per step:
     go    (phase 2, up to ``go_steps``)     the agent (white dot, starts at the centre)
                                             must reach the target the cue named
 
-Two task kinds:
+Three task kinds:
 
 - ``cue_recall``: ``n_targets`` coloured discs on a circle around the centre. The cue is a
   border around the image in one of their colours. Reach the disc of that colour.
@@ -16,10 +16,15 @@ Two task kinds:
   discs at the cue-recall positions, numbered clockwise from the top and marked with 1..n
   white pips outside each.
 
+- ``order``: two different colours are shown one after the other as the border (10 frames
+  each); reach the disc of the *first* colour. A memory that keeps only the latest cue
+  goes to the second colour's disc. Same targets as cue recall.
+
 The layout (targets, pips) is the same in every episode, so it reveals nothing.
 After the cue phase nothing in the observation (image or state) depends on the cue,
 except in the ``control`` variant, where the cue stays visible all episode (cue_recall:
-the border stays; count: the bottom edge of the border is split into ``n_targets`` slots
+the border stays; order: the first colour's border returns after the cue phase and
+stays; count: the bottom edge of the border is split into ``n_targets`` slots
 and the first ``count`` of them stay yellow).
 
 The count display is as large as the cue-recall border and the targets sit where cue recall's
@@ -38,7 +43,7 @@ from functools import lru_cache
 
 import numpy as np
 
-TASKS = ("cue_recall", "count")
+TASKS = ("cue_recall", "count", "order")
 DELAY_PRESETS = {"short": 3, "medium": 30, "long": 100, "extra_long": 160, "control": 30}
 VARIANTS = tuple(DELAY_PRESETS)
 MIN_TARGETS, MAX_TARGETS = 2, 6
@@ -52,11 +57,15 @@ FLASH_PERIOD = FLASH_ON + FLASH_OFF
 
 
 def default_cue_steps(task: str, n_targets: int) -> int:
-    """Cue-phase length: 10 frames for cue recall; room for ``n_targets`` flashes for count."""
-    return CUE_STEPS_CUE_RECALL if task == "cue_recall" else n_targets * FLASH_PERIOD
+    """Cue-phase length: 10 frames for cue recall, 10 per colour for order (20), room for
+    ``n_targets`` flashes for count."""
+    if task == "count":
+        return n_targets * FLASH_PERIOD
+    return CUE_STEPS_CUE_RECALL * (2 if task == "order" else 1)
 INSTRUCTIONS = {
     "cue_recall": "reach the target that matches the cue",
     "count": "reach the target given by the number of flashes",
+    "order": "reach the target of the first colour shown",
 }
 PHASE_CUE, PHASE_DELAY, PHASE_GO = 0, 1, 2
 
@@ -131,6 +140,8 @@ def make_spec(
             f"Use a value in that range (there are {MAX_TARGETS} distinct colours/positions)."
         )
     cue_steps = default_cue_steps(task, n_targets) if cue_steps is None else cue_steps
+    if task == "order" and cue_steps < 2:
+        raise ValueError(f"cue_steps={cue_steps} is too short for two colours in turn: use at least 2.")
     if task == "count" and cue_steps < n_targets * FLASH_PERIOD - FLASH_OFF:
         raise ValueError(
             f"cue_steps={cue_steps} is too short for {n_targets} flashes "
@@ -183,7 +194,7 @@ def _background(task: str, n_targets: int, size: int) -> np.ndarray:
     s = size / 64  # drawing sizes are given for 64 px
     for i, xy in enumerate(target_positions(task, n_targets)):
         row, col = _to_px(xy, size)
-        if task == "cue_recall":
+        if task != "count":
             _disc(img, row, col, 4 * s, COLOURS[i])
         else:
             _disc(img, row, col, 4 * s, GREY)
@@ -199,8 +210,9 @@ def _background(task: str, n_targets: int, size: int) -> np.ndarray:
     return img
 
 
-def render(spec: TaskSpec, cue: int, t: int, agent: np.ndarray) -> np.ndarray:
-    """Frame ``t`` of an episode with cue ``cue`` and the agent at ``agent`` (x, y).
+def render(spec: TaskSpec, cue: int, t: int, agent: np.ndarray, second: int | None = None) -> np.ndarray:
+    """Frame ``t`` of an episode with cue ``cue`` (``order``: first colour ``cue``, then
+    ``second``) and the agent at ``agent`` (x, y).
 
     Returns uint8 [image_size, image_size, 3]. The cue is drawn only while ``t`` is in the
     cue phase (or always, in the ``control`` variant).
@@ -208,9 +220,15 @@ def render(spec: TaskSpec, cue: int, t: int, agent: np.ndarray) -> np.ndarray:
     size, s = spec.image_size, spec.image_size / 64
     img = _background(spec.task, spec.n_targets, size).copy()
     show_cue = spec.phase(t) == PHASE_CUE
+    colour = None
     if spec.task == "cue_recall" and (show_cue or spec.cue_always_visible):
+        colour = COLOURS[cue]
+    if spec.task == "order" and (show_cue or spec.cue_always_visible):
+        first_half = t < spec.cue_steps // 2 or not show_cue  # control: the first colour after the cue
+        colour = COLOURS[cue if first_half else (cue + 1) % spec.n_targets if second is None else second]
+    if colour is not None:
         b = round(4 * s)
-        img[:b], img[-b:], img[:, :b], img[:, -b:] = (COLOURS[cue],) * 4
+        img[:b], img[-b:], img[:, :b], img[:, -b:] = (colour,) * 4
     if spec.task == "count":
         b = round(4 * s)
         if show_cue and flash_on(t, cue + 1):
@@ -242,6 +260,7 @@ class MemoryWorld:
         self.targets = target_positions(spec.task, spec.n_targets)  # float32 [n, 2]
         self._rng = np.random.default_rng(seed)
         self.cue = 0
+        self.second = 1  # order: the second colour shown (a distractor, never the cue)
         self.t = 0
         self.agent = np.zeros(2, np.float32)
         self.done = True
@@ -269,6 +288,8 @@ class MemoryWorld:
         if cue is not None and not 0 <= cue < self.spec.n_targets:
             raise ValueError(f"cue must be in 0..{self.spec.n_targets - 1}, got {cue}.")
         self.cue = drawn if cue is None else int(cue)
+        # drawn after the cue, so every task's cue is the same function of the seed
+        self.second = (self.cue + 1 + int(self._rng.integers(self.spec.n_targets - 1))) % self.spec.n_targets
         self.t, self.done, self.success = 0, False, False
         self.agent = np.zeros(2, np.float32)
         return self.observation()
@@ -278,7 +299,7 @@ class MemoryWorld:
         go = self.phase == PHASE_GO
         frac = (self.t - spec.go_start) / spec.go_steps if go else 0.0
         state = np.array([self.agent[0], self.agent[1], float(go), frac], np.float32)
-        return {"image": render(spec, self.cue, self.t, self.agent), "state": state}
+        return {"image": render(spec, self.cue, self.t, self.agent, self.second), "state": state}
 
     def step(self, action) -> tuple[dict, float, bool, bool, dict]:
         """Apply ``action`` (float [2], velocity in [-1, 1] per axis; ignored before go).
