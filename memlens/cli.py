@@ -334,9 +334,9 @@ def plot(
 @app.command("experiment")
 def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
-    tasks: str = typer.Option("cue_recall,count", help="Comma-separated tasks."),
+    tasks: str = typer.Option("cue_recall,order", help="Comma-separated tasks (cue_recall, order, count)."),
     steps: int = typer.Option(None, help="Training steps per policy of every task's final stage (default: "
-                              "1000 for cue_recall, after its warm-up; 1500 for count)."),
+                              "1000 for cue_recall, after its warm-up; 1500 for order and count)."),
     warmup_steps: int = typer.Option(1500, help="Warm-up steps of tasks with a curriculum (cue_recall)."),
     n_episodes: int = typer.Option(50, help="Evaluation episodes per policy and variant."),
     seed: int = typer.Option(0, help="Seed of data and training (evaluation uses its own fixed seeds)."),
