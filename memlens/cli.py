@@ -41,7 +41,7 @@ def build_models(
 @app.command("record")
 def record(
     out: Path = typer.Argument(..., help="Directory of the new dataset (must not exist or be empty)."),
-    task: str = typer.Option("cue_recall", help="cue_recall or count."),
+    task: str = typer.Option("cue_recall", help="cue_recall, order or count."),
     variant: str = typer.Option("short", help="short, medium, long, extra_long or control."),
     n_episodes: int = typer.Option(50, help="Episodes to record."),
     n_targets: int = typer.Option(4, help="Number of targets (and cues)."),
@@ -124,7 +124,7 @@ def parse_episodes(spec: str | None) -> list[int] | None:
 def compare(
     baseline: str = typer.Argument(..., help="Baseline checkpoint (num_mem_tokens=0)."),
     memory: str = typer.Argument(..., help="Memory checkpoint."),
-    env: str = typer.Option(None, help="Env to evaluate in (memlens_cue_recall, memlens_count)."),
+    env: str = typer.Option(None, help="Env to evaluate in (memlens_cue_recall, memlens_order, memlens_count)."),
     variants: str = typer.Option(None, help="Comma-separated variants (default: all)."),
     n_episodes: int = typer.Option(50, help="Episodes per policy and variant (same seeds for both)."),
     batch_size: int = typer.Option(10, help="Environments stepped together."),
@@ -231,7 +231,7 @@ def intervene(
     mode: str = typer.Option(..., "--mode", help="zero, reset, shuffle (across episodes), shuffle_tokens or swap."),
     from_update: int = typer.Option(0, "--from-update", help="Memory update (chunk computation) at which to intervene."),
     every_update: bool = typer.Option(False, "--every-update", help="Intervene again at every later update."),
-    env: str = typer.Option(None, help="Closed loop in this env (memlens_cue_recall, memlens_count) instead of a dataset."),
+    env: str = typer.Option(None, help="Closed loop in this env (memlens_cue_recall, memlens_order, memlens_count) instead of a dataset."),
     variant: str = typer.Option("medium", help="Env variant for --env."),
     n_episodes: int = typer.Option(20, help="Episodes (--env: rollouts; dataset: the first N unless --episodes)."),
     episodes: str = typer.Option(None, help="Dataset episodes, e.g. 0:20 or 3,5,9."),
