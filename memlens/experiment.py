@@ -22,17 +22,11 @@ from memlens.tasks.worlds import VARIANTS
 
 # What each task trains on. Cue recall includes `long` (10 chunks of delay) so the goal variant is
 # inside the trained span; `extra_long` (16 chunks) is never trained on: it measures extrapolation.
-# Its final stage leaves out `short`: a 3-frame delay ends inside the chunk computed on the first delay
-# frame, whose observation is the same in every variant, so short's data teaches that chunk to start
-# moving a third of the time and medium's/long's to stay still. Trained with short, the final stage
-# recalled long at 100% but short at 68% (it guessed a direction at that chunk, then followed its own
-# position); without it, the policy waits one chunk and moves once `go` is observed, as it does after
-# the warm-up (docs/experiment.md).
-# Order (the second kind of memory: which of two cues came first) trains on medium and control, for the
-# same reason without short; `long` and `extra_long` measure how far its memory extrapolates. Count is
-# kept as an env but not in the default experiment: the tiny frozen random VLM did not learn to read it
-# (docs/experiment.md).
-TRAIN_VARIANTS = {"cue_recall": ("medium", "long", "control"), "order": ("medium", "control"),
+# Short's 3-frame delay ends inside the chunk computed on the first delay frame, whose observation is
+# the same in every variant, so that chunk must guess whether to start moving; short stays in the final
+# stage: leaving it out did not help short (70% against 68%) and lost elsewhere (medium 92 vs 96,
+# long 94 vs 100, extra_long 54 vs 70; docs/experiment.md).
+TRAIN_VARIANTS = {"cue_recall": ("short", "medium", "long", "control"), "order": ("medium", "control"),
                   "count": ("short", "medium", "control")}
 # Curriculum over delays: a task listed here first trains on these variants with K=WARMUP_SEGMENTS, then on
 # its TRAIN_VARIANTS from that checkpoint. Trained from scratch on windows 13 segments deep, where the
