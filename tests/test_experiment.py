@@ -18,7 +18,7 @@ def test_cue_recall_trains_on_long_and_never_on_extra_long():
     assert "long" in cfg.train_variants["cue_recall"]
     assert all("extra_long" not in v for v in cfg.train_variants.values())  # the extrapolation test
     assert set(cfg.eval_variants) == set(VARIANTS)
-    assert segments_of("cue_recall", cfg) == 13 and segments_of("count", cfg) == 9
+    assert segments_of("cue_recall", cfg) == 13 and segments_of("count", cfg) == 9 and segments_of("order", cfg) == 14
     assert segments_of("count", ExperimentConfig(n_mem_segments={"count": 4})) == 4
 
 
@@ -29,7 +29,8 @@ def test_cue_recall_warms_up_on_the_short_delays_before_the_long_one():
     warm = cfg.warmup_variants["cue_recall"]
     assert "long" not in warm and "long" in cfg.train_variants["cue_recall"]
     # the warm-up's windows reach over the cue and its longest delay, the final stage's over long
-    assert segments_needed("cue_recall", warm) <= cfg.warmup_segments < segments_of("cue_recall", cfg)
+    for task, variants in cfg.warmup_variants.items():
+        assert segments_needed(task, variants) <= cfg.warmup_segments[task] < segments_of(task, cfg)
     assert "count" not in cfg.warmup_variants and cfg.steps["count"] > cfg.steps["cue_recall"]
 
 
