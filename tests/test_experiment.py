@@ -54,3 +54,29 @@ def test_the_final_stage_continues_from_the_warm_up_checkpoint_with_deeper_windo
     # a rerun reuses the finished checkpoint instead of training again
     assert train_policy(cue_dataset, tmp_path / "final", cfg, num_mem_tokens=4, segments=3, steps=2,
                         init=memory_checkpoint) == ckpt
+
+
+def test_a_rerun_reuses_an_evaluation_only_of_the_same_checkpoints_settings_and_newer_than_them(tmp_path):
+    import json
+    import os
+
+    from memlens.experiment import cached_results
+
+    cfg = ExperimentConfig()
+    ckpts = {n: tmp_path / n for n in ("baseline", "memory")}
+    for c in ckpts.values():
+        c.mkdir()
+        (c / "model.safetensors").write_bytes(b"")
+    results = {"n_episodes": cfg.n_eval_episodes, "seed": cfg.eval_seed,
+               "policies": {n: {"path": str(c)} for n, c in ckpts.items()},
+               "results": [{"variant": v} for v in cfg.eval_variants]}
+    path = tmp_path / "evaluation_results.json"
+    path.write_text(json.dumps(results))
+    os.utime(path, (2e9, 2e9))
+    assert cached_results(path, ckpts, cfg) == results
+    assert cached_results(path, ckpts, ExperimentConfig(n_eval_episodes=10)) is None
+    assert cached_results(path, {**ckpts, "memory": tmp_path / "elsewhere"}, cfg) is None
+    os.utime(ckpts["memory"] / "model.safetensors", (3e9, 3e9))  # retrained after the evaluation
+    assert cached_results(path, ckpts, cfg) is None
+    path.write_text("{not json")
+    assert cached_results(path, ckpts, cfg) is None
