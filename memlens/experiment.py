@@ -153,8 +153,10 @@ def cached_results(path: Path, ckpts: dict[str, Path], cfg: ExperimentConfig) ->
                 and {r["variant"] for r in results["results"]} == set(cfg.eval_variants))
     except (ValueError, KeyError, TypeError):
         return None
-    newer = all(path.stat().st_mtime > (Path(c) / "model.safetensors").stat().st_mtime for c in ckpts.values())
-    return results if same and newer else None
+    weights = [Path(c) / "model.safetensors" for c in ckpts.values()]
+    if not same or not all(w.is_file() for w in weights):
+        return None
+    return results if all(path.stat().st_mtime > w.stat().st_mtime for w in weights) else None
 
 
 def run_experiment(out: Path, cfg: ExperimentConfig | None = None, console: Console | None = None) -> dict:
