@@ -469,3 +469,19 @@ def test_recording_refuses_a_non_empty_root_and_accepts_an_empty_one(tmp_path):
     first = world.reset(seed=0)
     stored = (ds[0]["observation.images.top"].permute(1, 2, 0).numpy() * 255).round()
     np.testing.assert_array_equal(stored, first["image"])  # PNG frames are lossless
+
+
+def test_an_env_config_can_override_the_variant_delay_and_lerobot_builds_it():
+    from lerobot.envs.factory import make_env
+
+    from memlens.tasks.envs import make_env_config
+
+    cfg = make_env_config("memlens_cue_recall", variant="short", delay_steps=10)
+    assert cfg._spec.delay_steps == 10 and cfg.episode_length == 10 + 10 + 30
+    vec = make_env(cfg, n_envs=1, use_async_envs=False)["memlens_cue_recall"][0]
+    try:
+        assert vec.call("_max_episode_steps") == (50,)
+        assert vec.call("task_spec")[0].delay_steps == 10
+    finally:
+        vec.close()
+    assert make_env_config("memlens_cue_recall", variant="short")._spec.delay_steps == 3

@@ -2,7 +2,7 @@
 
 Importing this module registers:
 
-- gymnasium ids ``memlens/CueRecall-v0``, ``memlens/Count-v0`` and ``memlens/Order-v0`` (kwargs: ``variant``,
+- gymnasium ids ``memlens/CueRecall-v0``, ``memlens/Count-v0`` and ``memlens/Order-v0`` (kwargs: ``variant``, ``delay_steps``,
   ``n_targets``, ``image_size``, ``task_description``);
 - LeRobot env types ``memlens_cue_recall``, ``memlens_count`` and ``memlens_order`` (``--env.type=...`` in
   ``lerobot-eval``/``lerobot-train`` once this module is imported, e.g. with
@@ -42,12 +42,13 @@ class MemoryTaskEnv(gym.Env):
         self,
         task: str = "cue_recall",
         variant: str = "short",
+        delay_steps: int | None = None,
         n_targets: int = 4,
         image_size: int = 64,
         task_description: str | None = None,
         render_mode: str = "rgb_array",
     ):
-        self.task_spec = make_spec(task, variant, n_targets, image_size=image_size)
+        self.task_spec = make_spec(task, variant, n_targets, image_size=image_size, delay_steps=delay_steps)
         self.world = MemoryWorld(self.task_spec)
         self.task = task
         self.task_description = task_description or INSTRUCTIONS[task]
@@ -106,6 +107,7 @@ class MemoryTaskEnvConfig(EnvConfig):
     task: str | None = None
     fps: int = 10
     variant: str = "short"
+    delay_steps: int | None = None  # overrides the variant's preset delay, e.g. to sweep delays
     n_targets: int = 4
     image_size: int = 64
     features: dict[str, PolicyFeature] = field(default_factory=dict)
@@ -119,7 +121,8 @@ class MemoryTaskEnvConfig(EnvConfig):
 
     def __post_init__(self):
         self.task = self.task or INSTRUCTIONS[self.KIND]
-        self._spec = make_spec(self.KIND, self.variant, self.n_targets, image_size=self.image_size)
+        self._spec = make_spec(self.KIND, self.variant, self.n_targets, image_size=self.image_size,
+                               delay_steps=self.delay_steps)
         size = self.image_size
         self.features = {
             ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(2,)),
@@ -143,6 +146,7 @@ class MemoryTaskEnvConfig(EnvConfig):
     def gym_kwargs(self) -> dict[str, Any]:
         return {
             "variant": self.variant,
+            "delay_steps": self.delay_steps,
             "n_targets": self.n_targets,
             "image_size": self.image_size,
             "task_description": self.task,

@@ -1,0 +1,59 @@
+"""Success of one checkpoint against the delay, in frames, on seeded episodes (memlens env, closed loop).
+
+Separates "the memory lost the cue" from "the policy acted at the wrong time": a tiny policy computes an
+action chunk every 10 frames, so a delay that ends inside a chunk (3 or 7 frames: `go` starts at frame 13
+or 17) makes the chunk computed before it guess whether to move, while a delay ending on a chunk boundary
+(10, 20 frames) does not. Results in docs/experiment.md.
+
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python bench/delay_sweep.py CKPT --env memlens_cue_recall --delays 3 7 10 20
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def sweep(ckpt: str, env_name: str, delays: list[int], n_episodes: int = 50, seed: int = 100_000) -> dict[int, float]:
+    from lerobot.envs.factory import make_env, make_env_pre_post_processors
+
+    from memlens.analysis.interventions import _load, _rollout
+    from memlens.tasks.envs import make_env_config
+
+    loaded = _load(ckpt, "cpu")
+    out = {}
+    for delay in delays:
+        cfg = make_env_config(env_name, variant="short", delay_steps=delay)
+        env = next(iter(next(iter(make_env(cfg, n_envs=10, use_async_envs=False).values())).values()))
+        pre, post = make_env_pre_post_processors(cfg, loaded.config)
+        success = []
+        try:
+            for b in range(0, n_episodes, 10):
+                seeds = [seed + i for i in range(b, min(b + 10, n_episodes))]
+                seeds += [seeds[-1]] * (10 - len(seeds))  # pad the batch; padded rows are not counted
+                rows = _rollout(loaded, env, pre, post, seeds, seed)
+                success += [r["success"] for r in rows[: min(10, n_episodes - b)]]
+        finally:
+            env.close()
+        out[delay] = float(np.mean(success))
+        print(f"delay {delay:3d} frames (go at frame {cfg._spec.go_start:3d}): success {out[delay]:.0%} "
+              f"of {len(success)}", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ckpt")
+    parser.add_argument("--env", default="memlens_cue_recall")
+    parser.add_argument("--delays", type=int, nargs="+", default=[3, 7, 10, 20])
+    parser.add_argument("--n-episodes", type=int, default=50)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    sweep(args.ckpt, args.env, args.delays, args.n_episodes)
+
+
+if __name__ == "__main__":
+    main()
