@@ -14,7 +14,7 @@ Three task kinds:
 - ``count``: the border around the image flashes yellow ``count`` times (9 frames on, 1 off
   each, from the first frame), ``count`` in 1..n_targets. Reach target number ``count``: grey
   discs at the cue-recall positions, numbered clockwise from the top and marked with 1..n
-  white pips outside each.
+  white pips on the centre side of each.
 
 - ``order``: two different colours are shown one after the other as the border (10 frames
   each); reach the disc of the *first* colour. A memory that keeps only the latest cue
@@ -71,7 +71,7 @@ PHASE_CUE, PHASE_DELAY, PHASE_GO = 0, 1, 2
 
 MAX_SPEED = 0.06  # world units per frame at |action| = 1: 11-15 frames to any target
 SUCCESS_RADIUS = 0.08
-RING_RADIUS = 0.65  # targets of both tasks
+RING_RADIUS = 0.65  # targets of every task
 
 COLOURS = np.array(  # target colours, in cue index order
     [[230, 40, 40], [40, 200, 60], [50, 90, 255], [240, 220, 40], [220, 60, 220], [40, 220, 220]],
@@ -220,24 +220,24 @@ def render(spec: TaskSpec, cue: int, t: int, agent: np.ndarray, second: int | No
     size, s = spec.image_size, spec.image_size / 64
     img = _background(spec.task, spec.n_targets, size).copy()
     show_cue = spec.phase(t) == PHASE_CUE
-    colour = None
+    b = round(4 * s)  # border width
+    colour = None  # of the border
     if spec.task == "cue_recall" and (show_cue or spec.cue_always_visible):
         colour = COLOURS[cue]
-    if spec.task == "order" and (show_cue or spec.cue_always_visible):
-        first_half = t < spec.cue_steps // 2 or not show_cue  # control: the first colour after the cue
-        colour = COLOURS[cue if first_half else (cue + 1) % spec.n_targets if second is None else second]
+    elif spec.task == "order" and (show_cue or spec.cue_always_visible):
+        shown = cue  # the first colour; the second in the cue phase's second half (the control: the first after)
+        if show_cue and t >= spec.cue_steps // 2:
+            shown = (cue + 1) % spec.n_targets if second is None else second
+        colour = COLOURS[shown]
+    elif spec.task == "count" and show_cue and flash_on(t, cue + 1):
+        colour = YELLOW
     if colour is not None:
-        b = round(4 * s)
         img[:b], img[-b:], img[:, :b], img[:, -b:] = (colour,) * 4
-    if spec.task == "count":
-        b = round(4 * s)
-        if show_cue and flash_on(t, cue + 1):
-            img[:b], img[-b:], img[:, :b], img[:, -b:] = (YELLOW,) * 4
-        if spec.cue_always_visible:  # the bottom edge in n_targets slots, the first `count` lit
-            edges = np.linspace(0, size, spec.n_targets + 1).round().astype(int)
-            img[-b:] = BACKGROUND
-            for k in range(cue + 1):
-                img[-b:, edges[k] + 1 : edges[k + 1] - 1] = YELLOW
+    if spec.task == "count" and spec.cue_always_visible:  # the bottom edge in n_targets slots, `count` lit
+        edges = np.linspace(0, size, spec.n_targets + 1).round().astype(int)
+        img[-b:] = BACKGROUND
+        for k in range(cue + 1):
+            img[-b:, edges[k] + 1 : edges[k + 1] - 1] = YELLOW
     row, col = _to_px(agent, size)
     _disc(img, row, col, 2 * s, WHITE)
     return img
