@@ -336,8 +336,8 @@ def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
     tasks: str = typer.Option("cue_recall,order", help="Comma-separated tasks (cue_recall, order, count)."),
     steps: int = typer.Option(None, help="Training steps per policy of every task's final stage (default: "
-                              "1000 for cue_recall, after its warm-up; 1500 for order and count)."),
-    warmup_steps: int = typer.Option(1500, help="Warm-up steps of tasks with a curriculum (cue_recall)."),
+                              "1000 for cue_recall and order, after their warm-up; 1500 for count)."),
+    warmup_steps: int = typer.Option(1500, help="Warm-up steps of tasks with a curriculum (cue_recall, order)."),
     n_episodes: int = typer.Option(50, help="Evaluation episodes per policy and variant."),
     seed: int = typer.Option(0, help="Seed of data and training (evaluation uses its own fixed seeds)."),
 ):
@@ -346,16 +346,14 @@ def experiment(
     Example:  memlens experiment --out artifacts/experiment --tasks cue_recall --n-episodes 50
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from memlens.experiment import ExperimentConfig, run_experiment
-
-    from memlens.experiment import TRAIN_VARIANTS
+    from memlens.experiment import TRAIN_VARIANTS, ExperimentConfig, run_experiment
 
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
     unknown = [t for t in chosen if t not in TRAIN_VARIANTS]
     if unknown or not chosen:
         _fail(f"--tasks must name tasks from {', '.join(TRAIN_VARIANTS)} (comma-separated); got {tasks!r}"
               f"{f', where {unknown} are unknown' if unknown else ''}. Pick from those.")
-    if min(n_episodes, warmup_steps, steps or 1) < 1:
+    if min(n_episodes, warmup_steps, 1 if steps is None else steps) < 1:
         _fail(f"--n-episodes, --steps and --warmup-steps must be at least 1; got {n_episodes}, {steps}, "
               f"{warmup_steps}.")
     cfg = ExperimentConfig(tasks=chosen, warmup_steps=warmup_steps, n_eval_episodes=n_episodes, seed=seed)

@@ -63,8 +63,8 @@ class ExperimentConfig:
     episodes_per_variant: int = 60
     n_mem_segments: dict[str, int] | None = None  # K per task; None: segments_needed() of its variants
     num_mem_tokens: int = 4
-    # steps of the final stage (the only one without a warm-up): cue recall continues from its warm-up;
-    # count trains from scratch at K=9 like cue recall's warm-up.
+    # steps of the final stage (the only one for tasks without a warm-up): cue recall and order continue
+    # from their warm-up; count trains from scratch at K=9.
     steps: dict[str, int] = field(default_factory=lambda: dict(STEPS))
     warmup_variants: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(WARMUP_VARIANTS))
     warmup_steps: int = 1500

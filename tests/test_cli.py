@@ -54,6 +54,7 @@ def test_train_rejects_a_bptt_depth_above_k():
 @pytest.mark.parametrize("args, expected", [
     (["--tasks", "cue,count"], "where ['cue'] are unknown"),
     (["--n-episodes", "0"], "must be at least 1"),
+    (["--steps", "0"], "must be at least 1"),
 ])
 def test_experiment_rejects_unknown_tasks_and_empty_budgets_before_recording(args, expected, tmp_path):
     result = runner.invoke(app, ["experiment", "--out", str(tmp_path / "exp"), *args])
