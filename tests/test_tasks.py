@@ -192,6 +192,27 @@ def test_the_expert_reaches_the_correct_target_for_every_cue(task, n_targets):
         assert rewards[-1] > 0.9  # +1 on success, minus the last small distance
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_the_expert_commands_the_goal_through_the_delay_so_a_chunk_need_not_guess_when_go_starts(task):
+    # Zero while the cue is shown; from the first delay frame on, the same full-speed action as at the
+    # first go frame (the world ignores it until go), and it differs between cues.
+    spec = make_spec(task, "medium", 4)
+    first_go = {}
+    for cue in range(4):
+        world, expert = MemoryWorld(spec), ScriptedExpert()
+        world.reset(cue=cue)
+        actions = []
+        for _ in range(spec.go_start + 1):
+            actions.append(expert.act(world))
+            world.step(actions[-1])
+        assert not np.any(actions[: spec.cue_steps])
+        np.testing.assert_array_equal(np.stack(actions[spec.cue_steps:]),
+                                      np.repeat(actions[-1][None], spec.delay_steps + 1, axis=0))
+        assert np.linalg.norm(actions[-1]) == pytest.approx(1.0)  # full speed
+        first_go[cue] = tuple(actions[-1])
+    assert len(set(first_go.values())) == 4
+
+
 def test_a_noisy_expert_is_reproducible_from_its_seed():
     spec = make_spec("count", "short", 4)
     runs = [[o["state"] for o in rollout(spec, 2, ScriptedExpert(0.3, seed=5).act)[1]] for _ in range(2)]

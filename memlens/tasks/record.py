@@ -92,7 +92,7 @@ def record_dataset(
 
     Episode ``i`` uses seed ``seed + i`` (its cue); frames are 64x64 at 10 fps, with the task's
     instruction as the ``task`` text. ``use_videos=False`` stores PNG images (lossless) instead
-    of mp4. ``expert_noise`` is the expert's Gaussian action noise during go (0: exact).
+    of mp4. ``expert_noise`` is the expert's Gaussian action noise after the cue (0: exact).
     Returns the dataset root. Raises ``FileExistsError`` if ``root`` exists and is not empty,
     ``ValueError`` for an unknown task/variant or ``n_targets`` out of range.
     """
