@@ -132,3 +132,17 @@ def test_live_rollouts_are_captured_with_their_rendered_frames_and_labels(memory
     first = world.reset(seed=13)  # episode 2 of seed 11
     assert ep.attrs["labels"]["cue"] == world.labels["cue"]
     assert np.abs(frame(store, 2, 0).astype(int) - first["image"].astype(int)).max() <= 1
+
+
+def test_live_order_rollouts_also_label_the_distractor_colour(memory_checkpoint, tmp_path):
+    # same features as cue recall (64x64 camera, 4-d state, 2-d action), so the tiny checkpoint runs there
+    from memlens.capture.live import capture_env
+    from memlens.tasks.worlds import MemoryWorld, make_spec
+
+    store = capture_env(str(memory_checkpoint), "memlens_order", str(tmp_path / "live"), n_episodes=1,
+                        variant="short", seed=4)
+    ep = store.episode(0)
+    world = MemoryWorld(make_spec("order", "short", 4))
+    world.reset(seed=4)
+    assert ep.attrs["labels"]["second"] == world.second != world.cue
+    assert set(np.asarray(ep["label/second"][:]).tolist()) == {world.second}

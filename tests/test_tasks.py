@@ -492,6 +492,24 @@ def test_recording_refuses_a_non_empty_root_and_accepts_an_empty_one(tmp_path):
     np.testing.assert_array_equal(stored, first["image"])  # PNG frames are lossless
 
 
+def test_order_datasets_label_the_distractor_colour_too(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from memlens.tasks.record import dataset_features, load_labels, record_dataset
+
+    root = record_dataset(root=tmp_path / "o", repo_id="local/o", task="order", n_episodes=4, seed=3,
+                          use_videos=False, progress=False)
+    ds = LeRobotDataset("local/o", root=root)
+    world = MemoryWorld(make_spec("order", "short", 4))
+    for ep in load_labels(root)["episodes"]:
+        world.reset(seed=ep["seed"])
+        assert (ep["cue"], ep["second"]) == (world.cue, world.second) and ep["cue"] != ep["second"]
+        start = ds.meta.episodes["dataset_from_index"][ep["episode_index"]]
+        assert int(ds[start]["label.second"]) == world.second
+    assert "label.second" in ds.features
+    assert "label.second" not in dataset_features(make_spec("cue_recall", "short", 4))  # no distractor there
+
+
 def test_an_env_config_can_override_the_variant_delay_and_lerobot_builds_it():
     from lerobot.envs.factory import make_env
 

@@ -34,6 +34,11 @@ LABELS_FILE = "meta/memlens_labels.json"
 LABEL_KEYS = ("cue", "phase", "n_targets", "delay_steps")
 
 
+def label_keys(task: str) -> tuple[str, ...]:
+    """The ``label.*`` columns of a task's datasets: order adds ``second`` (the distractor colour)."""
+    return LABEL_KEYS + (("second",) if task == "order" else ())
+
+
 def dataset_features(spec: TaskSpec, use_videos: bool = True) -> dict:
     """LeRobotDataset ``features`` for a task spec."""
     size = spec.image_size
@@ -46,7 +51,7 @@ def dataset_features(spec: TaskSpec, use_videos: bool = True) -> dict:
         },
         "observation.state": {"dtype": "float32", "shape": (4,), "names": ["x", "y", "go", "go_fraction"]},
         "action": {"dtype": "float32", "shape": (2,), "names": ["vx", "vy"]},
-        **{f"label.{k}": dict(int1) for k in LABEL_KEYS},
+        **{f"label.{k}": dict(int1) for k in label_keys(spec.task)},
     }
 
 
@@ -59,9 +64,9 @@ def video_encoder():
     )
 
 
-def _label_columns(labels: dict) -> dict:
-    """``{"label.cue": int64 [1], ...}`` for the keys in ``LABEL_KEYS``."""
-    return {f"label.{k}": np.array([labels[k]], np.int64) for k in LABEL_KEYS}
+def _label_columns(labels: dict, task: str) -> dict:
+    """``{"label.cue": int64 [1], ...}`` for the keys in ``label_keys(task)``."""
+    return {f"label.{k}": np.array([labels[k]], np.int64) for k in label_keys(task)}
 
 
 def _check_root(root: Path) -> None:
@@ -132,7 +137,7 @@ def record_dataset(
                         "observation.images.top": obs["image"],
                         "observation.state": obs["state"],
                         "action": action,
-                        **_label_columns({**labels, "phase": world.phase}),
+                        **_label_columns({**labels, "phase": world.phase}, task),
                         "task": spec.instruction,
                     }
                     dataset.add_frame(frame)

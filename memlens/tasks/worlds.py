@@ -277,8 +277,10 @@ class MemoryWorld:
 
     @property
     def labels(self) -> dict:
-        """Per-episode labels: ``cue`` (for count: count - 1), ``n_targets``, ``delay_steps``."""
-        return {"cue": int(self.cue), "n_targets": self.spec.n_targets, "delay_steps": self.spec.delay_steps}
+        """Per-episode labels: ``cue`` (for count: count - 1), ``n_targets``, ``delay_steps``; for order
+        also ``second``, the distractor colour (lets a probe ask whether memory keeps it too)."""
+        labels = {"cue": int(self.cue), "n_targets": self.spec.n_targets, "delay_steps": self.spec.delay_steps}
+        return labels | ({"second": int(self.second)} if self.spec.task == "order" else {})
 
     def reset(self, seed: int | None = None, cue: int | None = None) -> dict:
         """Start an episode and return its first observation."""
