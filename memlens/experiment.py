@@ -22,10 +22,9 @@ from memlens.tasks.worlds import VARIANTS
 
 # What each task trains on. Cue recall includes `long` (10 chunks of delay) so the goal variant is
 # inside the trained span; `extra_long` (16 chunks) is never trained on: it measures extrapolation.
-# Short's 3-frame delay ends inside the chunk computed on the first delay frame, whose observation is
-# the same in every variant, so that chunk must guess whether to start moving; short stays in the final
-# stage: leaving it out did not help short (70% against 68%) and lost elsewhere (medium 92 vs 96,
-# long 94 vs 100, extra_long 54 vs 70; docs/experiment.md).
+# Short's 3-frame delay ends inside the chunk computed on the first delay frame; the scripted expert
+# commands the goal from that frame on (the world ignores it until go), so that chunk needs no guess about
+# when go starts (docs/experiment.md: short went from 66-78% to 100% with it).
 # Order (the second kind of memory: which of two cues came first) follows the same curriculum: medium
 # and control, then with long. Count is kept as an env but not in the default experiment: the tiny
 # frozen random VLM did not learn to read it, even on its control (docs/experiment.md).
