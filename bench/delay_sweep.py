@@ -3,7 +3,9 @@
 Separates "the memory lost the cue" from "the policy acted at the wrong time": a tiny policy computes an
 action chunk every 10 frames, so a delay that ends inside a chunk (3 or 7 frames: `go` starts at frame 13
 or 17) makes the chunk computed before it guess whether to move, while a delay ending on a chunk boundary
-(10, 20 frames) does not. Results in docs/experiment.md.
+(10, 20 frames) does not. That is what run 3's checkpoints showed; since run 4 the scripted expert commands
+the goal from the first delay frame on, so no chunk has to guess, and success no longer depends on where
+the delay ends (it does fall past twice the longest trained delay). Results in docs/experiment.md.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python bench/delay_sweep.py CKPT --env memlens_cue_recall --delays 3 7 10 20
 """
