@@ -49,7 +49,9 @@ def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant:
     cameras = [k.removeprefix("observation.images.") for k in cfg.image_features]
     sites = {n: s.to_json() for n, s in active_sites(attention=attention, hidden=hidden).items()
              if n != "action/dataset"}
-    for label in ("cue", "phase", "second") if env_cfg.KIND == "order" else ("cue", "phase"):
+    # per-frame copies of the world's episode labels (cue; order: second), except its constant settings
+    episode_labels = [k for k in MemoryWorld(env_cfg._spec).labels if k not in ("n_targets", "delay_steps")]
+    for label in (*episode_labels, "phase"):
         sites[f"label/{label}"] = label_site(label).to_json()
     for cam in cameras:
         sites[f"frames/{cam}"] = frame_site(cam).to_json()
@@ -82,8 +84,7 @@ def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant:
                     "frame/update": (np.arange(length) // cfg.n_action_steps).astype(np.int32),
                     "action/predicted": data["action"][b, :length].float().numpy(),
                     "memory/update_frame": (np.arange(n_updates) * cfg.n_action_steps).astype(np.int32),
-                    **{f"label/{k}": np.full(length, world.labels[k], dtype=np.int64)
-                       for k in ("cue", "second") if k in world.labels},  # second: order's distractor
+                    **{f"label/{k}": np.full(length, world.labels[k], dtype=np.int64) for k in episode_labels},
                     "label/phase": np.asarray([spec.phase(t) for t in range(length)], dtype=np.int64),
                 }
                 for cam in cameras:

@@ -34,9 +34,10 @@ LABELS_FILE = "meta/memlens_labels.json"
 LABEL_KEYS = ("cue", "phase", "n_targets", "delay_steps")
 
 
-def label_keys(task: str) -> tuple[str, ...]:
-    """The ``label.*`` columns of a task's datasets: order adds ``second`` (the distractor colour)."""
-    return LABEL_KEYS + (("second",) if task == "order" else ())
+def label_keys(spec: TaskSpec) -> tuple[str, ...]:
+    """The ``label.*`` columns of a task's datasets: ``LABEL_KEYS`` and any other per-episode label its
+    world gives (order: ``second``, the distractor colour)."""
+    return LABEL_KEYS + tuple(k for k in MemoryWorld(spec).labels if k not in LABEL_KEYS)
 
 
 def dataset_features(spec: TaskSpec, use_videos: bool = True) -> dict:
@@ -51,7 +52,7 @@ def dataset_features(spec: TaskSpec, use_videos: bool = True) -> dict:
         },
         "observation.state": {"dtype": "float32", "shape": (4,), "names": ["x", "y", "go", "go_fraction"]},
         "action": {"dtype": "float32", "shape": (2,), "names": ["vx", "vy"]},
-        **{f"label.{k}": dict(int1) for k in label_keys(spec.task)},
+        **{f"label.{k}": dict(int1) for k in label_keys(spec)},
     }
 
 
@@ -64,9 +65,9 @@ def video_encoder():
     )
 
 
-def _label_columns(labels: dict, task: str) -> dict:
-    """``{"label.cue": int64 [1], ...}`` for the keys in ``label_keys(task)``."""
-    return {f"label.{k}": np.array([labels[k]], np.int64) for k in label_keys(task)}
+def _label_columns(labels: dict) -> dict:
+    """``{"label.cue": int64 [1], ...}``: the world's labels and the phase, the keys of ``label_keys``."""
+    return {f"label.{k}": np.array([v], np.int64) for k, v in labels.items()}
 
 
 def _check_root(root: Path) -> None:
@@ -137,7 +138,7 @@ def record_dataset(
                         "observation.images.top": obs["image"],
                         "observation.state": obs["state"],
                         "action": action,
-                        **_label_columns({**labels, "phase": world.phase}, task),
+                        **_label_columns({**labels, "phase": world.phase}),
                         "task": spec.instruction,
                     }
                     dataset.add_frame(frame)
