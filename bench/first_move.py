@@ -4,7 +4,7 @@ Success says whether a policy reached the right target; this says what it did at
 choose: the mean action over the first chunk of the go phase either stays still (norm < 0.2) or points at a
 target (the nearest in angle), counted as the episode's cue target, order's distractor (`second`), or
 another. A policy that knows the target heads to the cue; one that guesses spreads over all targets; one
-that hesitates stays still. Used in docs/experiment.md on order's baseline, which fails its control.
+that hesitates stays still. Used in docs/experiment.md on order's baseline, which failed run 4's control (a border it could not read).
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python bench/first_move.py CKPT --env memlens_order --variant control
 """

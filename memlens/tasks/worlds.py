@@ -23,8 +23,8 @@ Three task kinds:
 The layout (targets, pips) is the same in every episode, so it reveals nothing.
 After the cue phase nothing in the observation (image or state) depends on the cue,
 except in the ``control`` variant, where the cue stays visible all episode (cue_recall:
-the border stays; order: the first colour's border returns after the cue phase and
-stays; count: the bottom edge of the border is split into ``n_targets`` slots
+the border stays; order: the first colour fills the image's four corners all episode, while the
+border shows both colours in turn as in every variant; count: the bottom edge of the border is split into ``n_targets`` slots
 and the first ``count`` of them stay yellow).
 
 The count display is as large as the cue-recall border and the targets sit where cue recall's
@@ -224,15 +224,18 @@ def render(spec: TaskSpec, cue: int, t: int, agent: np.ndarray, second: int | No
     colour = None  # of the border
     if spec.task == "cue_recall" and (show_cue or spec.cue_always_visible):
         colour = COLOURS[cue]
-    elif spec.task == "order" and (show_cue or spec.cue_always_visible):
-        shown = cue  # the first colour; the second in the cue phase's second half (the control: the first after)
-        if show_cue and t >= spec.cue_steps // 2:
+    elif spec.task == "order" and show_cue:
+        shown = cue  # the first colour; the second in the cue phase's second half
+        if t >= spec.cue_steps // 2:
             shown = (cue + 1) % spec.n_targets if second is None else second
         colour = COLOURS[shown]
     elif spec.task == "count" and show_cue and flash_on(t, cue + 1):
         colour = YELLOW
     if colour is not None:
         img[:b], img[-b:], img[:, :b], img[:, -b:] = (colour,) * 4
+    if spec.task == "order" and spec.cue_always_visible:  # the first colour in the corners, where the second never is
+        c = 2 * b
+        img[:c, :c], img[:c, -c:], img[-c:, :c], img[-c:, -c:] = (COLOURS[cue],) * 4
     if spec.task == "count" and spec.cue_always_visible:  # the bottom edge in n_targets slots, `count` lit
         edges = np.linspace(0, size, spec.n_targets + 1).round().astype(int)
         img[-b:] = BACKGROUND
