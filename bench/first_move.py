@@ -4,7 +4,8 @@ Success says whether a policy reached the right target; this says what it did at
 choose: the mean action over the first chunk of the go phase either stays still (norm < 0.2) or points at a
 target (the nearest in angle), counted as the episode's cue target, order's distractor (`second`), or
 another. A policy that knows the target heads to the cue; one that guesses spreads over all targets; one
-that hesitates stays still. Used in docs/experiment.md on order's baseline, which failed run 4's control (a border it could not read).
+that hesitates stays still. Used in docs/experiment.md on order's baseline, which failed run 4's control
+(a border it could not read).
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python bench/first_move.py CKPT --env memlens_order --variant control
 """
@@ -17,14 +18,13 @@ from collections import Counter
 import numpy as np
 
 
-def first_moves(ckpt: str, env_name: str, variant: str, n_episodes: int = 50, seed: int = 100_000,
-                chunk: int = 10) -> tuple[Counter, float]:
+def first_moves(ckpt: str, env_name: str, variant: str, n_episodes: int = 50,
+                seed: int = 100_000) -> tuple[Counter, float]:
     import torch
 
-    import lerobot.scripts.lerobot_eval as lerobot_eval
     from lerobot.envs.factory import make_env, make_env_pre_post_processors
 
-    from memlens.analysis.interventions import _load
+    from memlens.analysis.interventions import _load, rollout_data
     from memlens.tasks.envs import make_env_config
     from memlens.tasks.worlds import MemoryWorld, target_positions
 
@@ -33,18 +33,16 @@ def first_moves(ckpt: str, env_name: str, variant: str, n_episodes: int = 50, se
     env = next(iter(next(iter(make_env(cfg, n_envs=10, use_async_envs=False).values())).values()))
     pre, post = make_env_pre_post_processors(cfg, loaded.config)
     targets = target_positions(cfg._spec.task, cfg._spec.n_targets)
-    go = cfg._spec.go_start
-    lerobot_eval.inside_slurm = lambda: True  # no per-rollout progress bar
-    torch.manual_seed(seed)
+    go, chunk = cfg._spec.go_start, loaded.config.n_action_steps  # the first go frames, one chunk long
+    world = MemoryWorld(cfg._spec)  # the env auto-resets after an episode: replay each seed's labels here
     counts, successes = Counter(), []
+    torch.manual_seed(seed)  # once: each batch draws its own flow-matching noise
     try:
         for b in range(0, n_episodes, 10):
             seeds = [seed + i for i in range(b, min(b + 10, n_episodes))]
             seeds += [seeds[-1]] * (10 - len(seeds))  # pad the batch; padded rows are not counted
-            data = lerobot_eval.rollout(env, loaded.policy, pre, post, loaded.preprocessor, loaded.postprocessor,
-                                        seeds=seeds, return_observations=True)
+            data = rollout_data(loaded, env, pre, post, seeds, None)
             for row in range(min(10, n_episodes - b)):
-                world = MemoryWorld(cfg._spec)  # the env auto-resets after an episode: replay the seed's labels
                 world.reset(seed=seeds[row])
                 labels = world.labels
                 successes.append(bool(data["success"][row].any()))

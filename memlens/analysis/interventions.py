@@ -351,22 +351,31 @@ def _reached(state_xy: np.ndarray, targets: np.ndarray, radius: float) -> int | 
     return int(np.argmin(d)) if d.min() <= radius + 1e-6 else None
 
 
-def _rollout(loaded, env, env_pre, env_post, seeds, seed):
+def rollout_data(loaded, env, env_pre, env_post, seeds, seed: int | None) -> dict:
+    """lerobot's `rollout` of one batch (row b seeded `seeds[b]`; torch seeded `seed` first unless None) with
+    its observations: per-frame `action`, `observation`, `success`, `done`, ... [batch, frame, ...]."""
     import torch
 
     import lerobot.scripts.lerobot_eval as lerobot_eval
 
-    from memlens.tasks.worlds import MAX_SPEED
-
-    torch.manual_seed(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     # lerobot's rollout draws a progress bar per rollout unless inside_slurm(); memlens shows its own.
     inside_slurm = lerobot_eval.inside_slurm
     lerobot_eval.inside_slurm = lambda: True
     try:
-        data = lerobot_eval.rollout(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor,
-                                    seeds=list(seeds), return_observations=True)
+        return lerobot_eval.rollout(env, loaded.policy, env_pre, env_post, loaded.preprocessor,
+                                    loaded.postprocessor, seeds=list(seeds), return_observations=True)
     finally:
         lerobot_eval.inside_slurm = inside_slurm
+
+
+def _rollout(loaded, env, env_pre, env_post, seeds, seed):
+    import torch
+
+    from memlens.tasks.worlds import MAX_SPEED
+
+    data = rollout_data(loaded, env, env_pre, env_post, seeds, seed)
     done = data["done"].to(int)
     out = []
     for b in range(len(seeds)):

@@ -23,9 +23,9 @@ Three task kinds:
 The layout (targets, pips) is the same in every episode, so it reveals nothing.
 After the cue phase nothing in the observation (image or state) depends on the cue,
 except in the ``control`` variant, where the cue stays visible all episode (cue_recall:
-the border stays; order: the first colour fills the image's four corners all episode, while the
-border shows both colours in turn as in every variant; count: the bottom edge of the border is split into ``n_targets`` slots
-and the first ``count`` of them stay yellow).
+the border stays; order: the first colour fills the image's four corners all episode, where the
+distractor never appears, while the border shows both colours in turn as in every variant; count: the
+bottom edge of the border is split into ``n_targets`` slots and the first ``count`` of them stay yellow).
 
 The count display is as large as the cue-recall border and the targets sit where cue recall's
 do: a first design (a 10-pixel lamp, 4-pixel pips, targets 0.5 apart on a row) failed even on
