@@ -307,7 +307,7 @@ class Switcher:
     def activate(self, m: int, at_end: bool) -> None:
         p = self.policy
         if self.current is not None:
-            self.saved[self.current] = (p.model.mem_tokens, p._mem_tokens_state)
+            self.saved[self.current] = (p.model.mem_tokens, p.memory.state)
         key = (m, at_end)
         if key not in self.saved:
             g = torch.Generator().manual_seed(1000 + m)
@@ -318,7 +318,7 @@ class Switcher:
         p.config.mem_at_end = at_end
         p.model.mem_tokens = param
         p.reset()  # clears the action queue (and the memory, restored next)
-        p._mem_tokens_state = state
+        p.memory.set(None if state is None else state.transpose(0, 1))
         self.current = key
 
 
@@ -363,11 +363,11 @@ def bench_inference(size: str, device: torch.device, reps: int, pair_reps: int, 
                 probe.cache_vision = False
         if m == 0:
             base_len = probe.prefix_len
-            assert policy._mem_tokens_state is None
+            assert policy.memory.state is None
         else:
             want = base_len + (2 * m if at_end else m)
             assert probe.prefix_len == want, f"{label(m, at_end)}: prefix {probe.prefix_len}, expected {want}"
-            assert tuple(policy._mem_tokens_state.shape) == (m, 1, policy.model.hidden_size)
+            assert tuple(policy.memory.state.shape) == (m, 1, policy.model.hidden_size)
         r["prefix_len"] = probe.prefix_len
         vision_flops = probe.flops["vision"] if m == 0 else res[(0, False)]["flops_vision"]
         r["flops_total"] = counter.get_total_flops() + (vision_flops - probe.flops["vision"])
@@ -382,7 +382,7 @@ def bench_inference(size: str, device: torch.device, reps: int, pair_reps: int, 
 
     def timed(m, at_end):
         switch.activate(m, at_end)
-        state_before = policy._mem_tokens_state
+        state_before = policy.memory.state
         probe.start()
         sync(device)
         c0, w0 = time.thread_time(), time.perf_counter()
@@ -390,7 +390,7 @@ def bench_inference(size: str, device: torch.device, reps: int, pair_reps: int, 
         sync(device)
         w1, c1 = time.perf_counter(), time.thread_time()
         if m:
-            assert policy._mem_tokens_state is not state_before  # memory was read and rewritten
+            assert policy.memory.state is not state_before  # memory was read and rewritten
         return w1 - w0, c1 - c0
 
     # 1) End to end, interleaved repetitions.

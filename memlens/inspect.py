@@ -15,15 +15,12 @@ from memlens.replay import load_policy, open_dataset, replay_episode
 def memory_trace(loaded, dataset, episode: int) -> list[tuple[int, torch.Tensor]]:
     """Replay `episode`; return (frame index, memory `[M, H]` of batch row 0) at every memory update."""
     trace: list[tuple[int, torch.Tensor]] = []
-    last = {"state": None}
-
-    def on_step(t, frame, action):
-        state = loaded.policy._mem_tokens_state
-        if state is not None and state is not last["state"]:
-            last["state"] = state
-            trace.append((t, state[:, 0].float().cpu()))
-
-    replay_episode(loaded, dataset, episode, on_step=on_step)
+    listener = lambda commit: trace.append((commit.frame, commit.memory[0].float().cpu()))  # noqa: E731
+    loaded.policy.memory.listeners.append(listener)
+    try:
+        replay_episode(loaded, dataset, episode)
+    finally:
+        loaded.policy.memory.listeners.remove(listener)
     return trace
 
 
@@ -48,7 +45,7 @@ def inspect_checkpoint(ckpt: str, *, dataset: str | None = None, root: Path | No
     if not 0 <= episode < ds.meta.total_episodes:
         raise UserError(f"episode {episode} is out of range: the dataset has episodes 0..{ds.meta.total_episodes - 1}.")
     trace = memory_trace(loaded, ds, episode)
-    table = Table(title=f"memory state per chunk, episode {episode} (_mem_tokens_state [M, B, H] = "
+    table = Table(title=f"memory state per chunk, episode {episode} (policy.memory.state [M, B, H] = "
                         f"[{mem.shape[0]}, 1, {mem.shape[-1]}])")
     table.add_column("frame")
     for j in range(mem.shape[0]):

@@ -86,8 +86,8 @@ def replay_episode(
 ) -> list[torch.Tensor]:
     """`select_action` on every frame of `episode`; returns the (postprocessed) actions, one per frame.
 
-    `on_step(frame_index, frame, action)` is called after each step (the policy's memory state is then
-    `loaded.policy._mem_tokens_state`).
+    `on_step(frame_index, frame, action)` is called after each step (the policy's memory is then
+    `loaded.policy.memory`: `.state` `[M, B, H]`, `.segments` written so far).
     """
     policy = loaded.policy
     policy.reset()

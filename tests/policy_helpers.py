@@ -8,6 +8,7 @@ from memlens.models import tiny_smolvla_kwargs
 from memlens.policy import SmolVLARMTConfig, SmolVLARMTPolicy
 
 IMG = "observation.images.top"
+STRIDE = 10  # frames between memory segments of the tiny config (n_action_steps)
 STATE_DIM, ACTION_DIM, LANG_LEN = 4, 2, 6
 
 

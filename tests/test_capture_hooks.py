@@ -3,7 +3,7 @@
 import pytest
 import torch
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
-from policy_helpers import make_policy, noise_for, obs_batch
+from policy_helpers import STRIDE, make_policy, noise_for, obs_batch
 
 from memlens.capture.recorder import CaptureHooks, SiteNeverFiredError, attention_probs
 
@@ -44,8 +44,10 @@ def test_attention_summaries_are_distributions_over_the_prefix_groups(at_end, fr
     reference.load_state_dict(policy.state_dict())
     obs = obs_batch()
     with CaptureHooks(policy, attention=True, hidden=True) as hooks:
-        chunks = [policy.predict_action_chunk(dict(obs), noise=noise_for(policy, seed=c)) for c in range(2)]
-    expected = [reference.predict_action_chunk(dict(obs), noise=noise_for(policy, seed=c)) for c in range(2)]
+        chunks = [policy.predict_action_chunk(dict(obs), noise=noise_for(policy, seed=c), frame=c * STRIDE)
+                  for c in range(2)]
+    expected = [reference.predict_action_chunk(dict(obs), noise=noise_for(policy, seed=c), frame=c * STRIDE)
+                for c in range(2)]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(chunks, expected))  # capture changes nothing
     first, second = hooks.chunks
     groups = first["groups"]
@@ -105,8 +107,8 @@ def test_observation_embedding_is_the_image_tokens_entering_the_vlm_and_holds_no
     images, _ = policy.prepare_images(obs)
     n_image_tokens = policy.model.vlm_with_expert.embed_image(images[0]).shape[1]
     with CaptureHooks(policy) as hooks:
-        for _ in range(2):  # the second chunk reads the memory the first one wrote
-            policy.predict_action_chunk(dict(obs), noise=noise_for(policy))
+        for c in range(2):  # the second segment reads the memory the first one wrote
+            policy.predict_action_chunk(dict(obs), noise=noise_for(policy), frame=c * STRIDE)
     spy.remove()
     first, second = (c["hidden/observation"] for c in hooks.chunks)
     assert torch.allclose(first, inputs[0][:, :n_image_tokens].float().mean(dim=1), atol=1e-6)

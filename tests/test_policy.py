@@ -72,14 +72,62 @@ def test_memory_changes_across_chunks_and_reset_restores_the_initial_state():
     assert torch.allclose(again[0], mems[0])
 
 
-def test_different_memory_gives_different_actions():
+def test_predicting_twice_on_one_frame_gives_the_same_actions_and_the_next_segment_reads_new_memory():
     policy = make_policy(num_mem_tokens=4)
     obs, noise = obs_batch(), noise_for(policy)
     first = policy.predict_action_chunk(dict(obs), noise=noise)
-    second = policy.predict_action_chunk(dict(obs), noise=noise)  # same input, memory now written
+    again = policy.predict_action_chunk(dict(obs), noise=noise)  # same frame: the write is still pending
+    assert torch.equal(first, again)
+    assert policy.memory.segments == 0 and policy._mem_tokens_state is None
+    stride = policy.config.mem_segment_stride
+    second = policy.predict_action_chunk(dict(obs), noise=noise, frame=stride)  # next segment: memory committed
+    assert policy.memory.segments == 1
     assert not torch.allclose(first, second)
     policy.reset()
     assert torch.allclose(policy.predict_action_chunk(dict(obs), noise=noise), first)
+
+
+def test_a_computation_between_boundaries_reads_the_latest_memory_and_writes_none():
+    policy = make_policy(num_mem_tokens=4, n_action_steps=5, mem_segment_stride=10)
+    obs, noise = obs_batch(), noise_for(policy)
+    policy.predict_action_chunk(dict(obs), noise=noise, frame=0)
+    policy.predict_action_chunk(dict(obs), noise=noise, frame=5)  # commits frame 0's write, writes nothing
+    assert policy.memory.segments == 1 and policy.memory.next_boundary == 10
+    committed = policy._mem_tokens_state.clone()
+    policy.memory.advance(20)
+    assert torch.equal(policy._mem_tokens_state, committed)  # frame 5's prefix pass wrote nothing
+
+
+def test_a_chunk_of_an_episode_that_was_reset_meanwhile_commits_nothing():
+    policy = make_policy(num_mem_tokens=4)
+    obs = obs_batch()
+    ticket = policy.memory.begin(0, batch_size=2)  # a chunk starts computing ...
+    policy.reset()  # ... the episode ends before it finishes
+    assert not policy.memory.finish(ticket, torch.ones_like(ticket.read))
+    assert policy.memory.last_write is None and policy.memory.needs_write(0)
+    policy.predict_action_chunk(dict(obs))
+    policy.memory.advance(1)
+    assert policy.memory.segments == 1 and not torch.equal(policy.memory.read(2), torch.ones_like(ticket.read))
+
+
+def test_a_boundary_that_passes_unwritten_is_an_error_that_says_what_to_do():
+    from memlens.policy.memory import MemoryCadenceError
+
+    policy = make_policy(num_mem_tokens=4)
+    policy.predict_action_chunk(obs_batch(), frame=0)
+    with pytest.raises(MemoryCadenceError, match="boundary at frame 10.*mem_segment_stride"):
+        policy.predict_action_chunk(obs_batch(), frame=25)
+
+
+def test_write_memory_gives_the_write_of_a_chunk_computation_on_the_same_observation():
+    policy = make_policy(num_mem_tokens=4, mem_at_end=True)
+    obs = obs_batch()
+    policy.predict_action_chunk(dict(obs))
+    from_chunk = policy.memory.last_write.clone()
+    policy.reset()
+    assert policy.write_memory(dict(obs), frame=0)
+    assert not policy.write_memory(dict(obs), frame=0)  # already written (pending)
+    assert torch.allclose(policy.memory.last_write, from_chunk, atol=1e-6)
 
 
 @pytest.mark.parametrize("bptt, reaches", [(3, True), (2, False), (1, False)])
@@ -136,11 +184,11 @@ def test_encoder_style_memory_cannot_see_the_state_but_decoder_style_memory_does
         policy = make_policy(num_mem_tokens=2, mem_at_end=at_end)
         obs = obs_batch()
         policy.predict_action_chunk(dict(obs))
-        mem_a = policy._mem_tokens_state.clone()
+        mem_a = policy.memory.last_write.clone()
         policy.reset()
         obs[OBS_STATE] = obs[OBS_STATE] + 1.0
         policy.predict_action_chunk(dict(obs))
-        assert (not torch.allclose(mem_a, policy._mem_tokens_state)) == sees_state
+        assert (not torch.allclose(mem_a, policy.memory.last_write)) == sees_state
 
 
 def test_read_mem_from_cache_reads_the_previous_chunk_only_from_the_second_chunk_on():
@@ -150,8 +198,10 @@ def test_read_mem_from_cache_reads_the_previous_chunk_only_from_the_second_chunk
     obs = obs_batch()
     outs = []
     for policy in (plain, cached):
-        chunks = [policy.predict_action_chunk(dict(obs), noise=noise_for(policy, seed=c)) for c in range(2)]
-        outs.append((chunks, policy._mem_tokens_state.clone()))
+        stride = policy.config.mem_segment_stride
+        chunks = [policy.predict_action_chunk(dict(obs), noise=noise_for(policy, seed=c), frame=c * stride)
+                  for c in range(2)]
+        outs.append((chunks, policy.memory.last_write.clone()))
     assert torch.allclose(outs[0][0][0], outs[1][0][0], atol=1e-6)  # no history for the first chunk
     assert not torch.allclose(outs[0][1], outs[1][1])  # second write saw the previous prefix
 

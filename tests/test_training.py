@@ -23,7 +23,7 @@ def test_stock_lerobot_train_with_two_segments_writes_a_checkpoint_that_reloads_
     loaded = load_policy(moved)
     dataset = open_dataset(cue_dataset)
     memories = []
-    actions = replay_episode(loaded, dataset, 0, on_step=lambda t, f, a: memories.append(loaded.policy._mem_tokens_state))
+    actions = replay_episode(loaded, dataset, 0, on_step=lambda t, f, a: memories.append(loaded.policy.memory.state))
     n_frames = int(dataset.meta.episodes[0]["length"])
     assert len(actions) == n_frames and actions[0].shape == (1, 2)
     distinct = {id(m) for m in memories}
@@ -54,7 +54,7 @@ def test_each_rollout_starts_from_the_initial_memory(memory_checkpoint):
     for _ in range(2):
         states = []
         rollout(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor, seeds=[7],
-                predicted_latents_callback=lambda p: states.append(p._mem_tokens_state.clone()))
+                predicted_latents_callback=lambda p: states.append(p.memory.read(1).clone()))
         runs.append(states)
     env.close()
     assert not torch.allclose(runs[0][0], runs[0][-1])  # memory moved during the episode

@@ -25,7 +25,8 @@ With `read_mem_from_cache`, the cached memory history is overridden with the mem
 `zero`/`reset`, its batch rows permuted for `shuffle`/`swap`).
 
 Implementation: `MemoryOverride` wraps `policy._get_action_chunk` on the instance (as `CaptureHooks` does)
-and sets `policy._mem_tokens_state` right before the chunk computation; no lerobot code is copied.
+and replaces the committed memory through `policy.memory.set` right before the chunk computation; no lerobot
+code is copied.
 """
 
 from __future__ import annotations
@@ -83,25 +84,27 @@ class MemoryOverride:
         return mem[self.donors.to(mem.device)]
 
     def _override_history(self):
-        history = getattr(self.policy, "_mem_kv_history", None)
+        memory = self.policy.memory
+        history = memory.kv_history
         if history is None:
             return
         if self.mode in ("zero", "reset"):
-            self.policy._mem_kv_history = None
+            memory.set(kv_history=None)
         elif self.mode in ACROSS_EPISODES:
             idx = self.donors
             layers = [(k[idx.to(k.device)], v[idx.to(v.device)]) for k, v in history[0]]
-            self.policy._mem_kv_history = (layers, history[1][idx.to(history[1].device)])
+            memory.set(kv_history=(layers, history[1][idx.to(history[1].device)]))
 
     def _chunk(self, batch, noise=None, **kwargs):
         from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 
         policy = self.policy
-        self.update = 0 if policy._mem_tokens_state is None else self.update + 1  # None only right after reset()
+        self.update = policy.memory.segments  # the update this computation reads (0 right after reset())
         u = self.update
-        if u == self.from_update or (self.every_update and u > self.from_update):
-            mem = policy.current_memory(batch[OBS_LANGUAGE_TOKENS].shape[0])
-            policy._mem_tokens_state = self._override(mem).transpose(0, 1).contiguous()
+        due = u == self.from_update or (self.every_update and u > self.from_update)
+        if due and u not in self.applied:  # once per update, also when several chunks read it
+            mem = policy.memory.read(batch[OBS_LANGUAGE_TOKENS].shape[0])
+            policy.memory.set(self._override(mem))
             self._override_history()
             self.applied.append(u)
         return self._inner(batch, noise, **kwargs)

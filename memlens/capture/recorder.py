@@ -151,7 +151,6 @@ class CaptureHooks:
     # -- wrapped callables -------------------------------------------------------------------------
     def _chunk(self, batch, noise=None, **kwargs):
         policy = self.policy
-        bsize = batch[OBS_LANGUAGE_TOKENS].shape[0]
         m = getattr(policy.config, "num_mem_tokens", 0)
         groups = self.groups(batch)
         self._current = {
@@ -165,14 +164,13 @@ class CaptureHooks:
             "action_steps": 0,
             "hidden": [],
             "observation": None,
-            "read": policy.current_memory(bsize).detach().float().cpu().clone() if m else None,
         }
         out = self._original_chunk(batch, noise, **kwargs)
         cur = self._current
         record = {"groups": groups}
         if m:
-            record["memory/read"] = cur["read"]
-            record["memory/write"] = policy._mem_tokens_state.transpose(0, 1).detach().float().cpu().clone()
+            record["memory/read"] = policy.memory.last_computed.read.detach().float().cpu().clone()
+            record["memory/write"] = policy.memory.last_write.detach().float().cpu().clone()
             self.fired.update({"memory/read", "memory/write"})
         if self.attention:
             if cur["mem_to_groups"] and m:

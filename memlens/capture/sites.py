@@ -35,7 +35,7 @@ SITES: dict[str, Site] = {
     for s in [
         Site("memory/read", "memory", ("U", "M", "H"), "policy.current_memory() before each chunk computation",
              "memory the chunk computation read"),
-        Site("memory/write", "memory", ("U", "M", "H"), "policy._mem_tokens_state after each chunk computation",
+        Site("memory/write", "memory", ("U", "M", "H"), "policy.memory.last_write after each chunk computation",
              "memory written by the chunk computation (the next chunk's read)"),
         Site("memory/update_frame", "memory", ("U",), "frame index of each chunk computation",
              "frame at which each memory update happened"),

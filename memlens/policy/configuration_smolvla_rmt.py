@@ -17,6 +17,10 @@ from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
 MEM_INIT_CHOICES = ("random", "zeros", "language")
 MAX_MEM_TOKENS = 64
+# K when memory is on and `n_mem_segments` is not given (the guide's commands do not give it): one
+# segment cannot teach memory anything, so the default unrolls four (4 x 50 frames at SmolVLA's
+# n_action_steps=50, about 7 s at 30 fps). Without memory the default stays 1 (exactly SmolVLA).
+DEFAULT_MEM_SEGMENTS = 4
 
 
 @PreTrainedConfig.register_subclass("smolvla_rmt")
@@ -36,10 +40,11 @@ class SmolVLARMTConfig(SmolVLAConfig):
     mem_init: str = "random"
     mem_init_std: float = 0.02
 
-    # Recurrent training: K consecutive segments per sample, `mem_segment_stride` frames apart
-    # (default: `n_action_steps`, one segment per executed chunk, as at deployment), with
-    # backpropagation through at most `mem_bptt_segments` segments (default: K, full BPTT).
-    n_mem_segments: int = 1
+    # Recurrent training: K consecutive segments per sample (default: DEFAULT_MEM_SEGMENTS with memory,
+    # 1 without), `mem_segment_stride` frames apart (default: `n_action_steps`, one segment per executed
+    # chunk, as at deployment), with backpropagation through at most `mem_bptt_segments` segments
+    # (default: K, full BPTT). At deployment memory advances once per `mem_segment_stride` executed frames.
+    n_mem_segments: int | None = None
     mem_segment_stride: int | None = None
     mem_bptt_segments: int | None = None
 
@@ -54,6 +59,9 @@ class SmolVLARMTConfig(SmolVLAConfig):
             raise ValueError(f"`mem_init` must be one of {MEM_INIT_CHOICES}, got {self.mem_init!r}.")
         if not self.mem_init_std > 0:
             raise ValueError(f"`mem_init_std` must be positive, got {self.mem_init_std!r}.")
+        if self.n_mem_segments is None:
+            self.n_mem_segments = DEFAULT_MEM_SEGMENTS if self.num_mem_tokens > 0 else 1
+            self._n_mem_segments_defaulted = self.num_mem_tokens > 0  # said once, when training starts
         if not isinstance(self.n_mem_segments, int) or self.n_mem_segments < 1:
             raise ValueError(
                 f"`n_mem_segments` (K, segments unrolled per training sample) must be an integer >= 1, "
@@ -73,6 +81,14 @@ class SmolVLARMTConfig(SmolVLAConfig):
                 f"`mem_bptt_segments` (truncated BPTT depth) must be an integer from 1 to "
                 f"`n_mem_segments`={self.n_mem_segments}, got {self.mem_bptt_segments!r}."
             )
+        if self.num_mem_tokens > 0 and self.mem_segment_stride % self.n_action_steps:
+            raise ValueError(
+                f"`mem_segment_stride`={self.mem_segment_stride} is not a multiple of `n_action_steps`="
+                f"{self.n_action_steps}: memory advances once per `mem_segment_stride` executed frames (as in "
+                f"training), and `select_action` computes a chunk only every `n_action_steps` frames, so some "
+                f"memory boundaries would pass with no computation on their observation. Set `n_action_steps` to "
+                f"a divisor of {self.mem_segment_stride} (or train with a stride that `n_action_steps` divides)."
+            )
         if self.num_mem_tokens > 0 and self.prefix_length > 0:
             raise ValueError(
                 f"`prefix_length` must be -1 (no fixed-length prefix padding) when memory is on; got "
@@ -80,6 +96,23 @@ class SmolVLARMTConfig(SmolVLAConfig):
             )
         if self.num_mem_tokens > 0 and self.adapt_to_pi_aloha:
             raise ValueError("`adapt_to_pi_aloha=True` is not supported together with `num_mem_tokens` > 0.")
+
+    def training_notice(self) -> str | None:
+        """The one line said when training starts with a K the user did not choose, or None."""
+        if self.num_mem_tokens > 0 and self.n_mem_segments == 1:
+            return (
+                f"memlens: n_mem_segments=1 with num_mem_tokens={self.num_mem_tokens}: every training sample is one "
+                "segment, so the memory tokens train as extra prefix tokens and cannot learn to carry anything "
+                f"across segments; set --policy.n_mem_segments>=2 (unset, it is {DEFAULT_MEM_SEGMENTS})."
+            )
+        if getattr(self, "_n_mem_segments_defaulted", False):
+            return (
+                f"memlens: n_mem_segments not set with num_mem_tokens={self.num_mem_tokens}: training unrolls "
+                f"K={self.n_mem_segments} consecutive segments {self.mem_segment_stride} frames apart per sample "
+                f"({self.n_mem_segments * self.mem_segment_stride} frames); set --policy.n_mem_segments to cover "
+                "the span your task must remember."
+            )
+        return None
 
     @property
     def uses_memory(self) -> bool:

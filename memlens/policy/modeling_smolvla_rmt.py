@@ -22,10 +22,15 @@ M tokens to one prefix pass and nothing else.
 Shapes: `model.mem_tokens` `[M, 1, H]` (H = VLM text hidden size, 960 for SmolVLM2-500M);
 `policy._mem_tokens_state` `[M, B, H]`, None right after `reset()` (the initial memory is then
 `mem_tokens` broadcast over the batch).
+
+When memory advances (once per `mem_segment_stride` executed frames, whatever engine calls the
+policy) is `memory.py`'s business; the policy's public memory API is `policy.memory`.
+
+(No `from __future__ import annotations` here: lerobot's policy factory reads the `config`
+annotation of `__init__` as a class, see its `test_get_policy_and_config_classes`.)
 """
 
-from __future__ import annotations
-
+import logging
 import math
 
 import torch
@@ -40,8 +45,9 @@ from torch import Tensor, nn
 
 from .configuration_smolvla_rmt import SmolVLARMTConfig
 from .kv_history import KVHistorySession, SmolVLMWithExpertKVHistory, layer_call_plan
+from .memory import KVHistory, SegmentMemory
 
-KVHistory = tuple[list[tuple[Tensor, Tensor]], Tensor]  # per-layer (keys, values), pad mask [B, P]
+logger = logging.getLogger(__name__)
 
 
 class VLAFlowMatchingRMT(VLAFlowMatching):
@@ -174,6 +180,35 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
         new_history = None if session is None else (session.finish(), prefix_pad)
         return losses, mem_out, new_history
 
+    def _prefix_pass(self, images, img_masks, lang_tokens, lang_masks, state, mem, kv_history, *, use_cache):
+        """The prefix through the VLM: (prefix pad mask, memory written `[B, M, H]` fp32, K/V history or
+        None, the KV cache for denoising or None)."""
+        prefix_embs, prefix_pad, prefix_att = self.embed_prefix(
+            images, img_masks, lang_tokens, lang_masks, state=state, mem=mem
+        )
+        session = self._kv_session(prefix_embs.shape[1], kv_history, joint=False)
+        (prefix_out, _), past_key_values = self._run_backbone(
+            session,
+            attention_mask=make_att_2d_masks(prefix_pad, prefix_att),
+            position_ids=torch.cumsum(prefix_pad, dim=1) - 1,
+            past_key_values=None,
+            inputs_embeds=[prefix_embs, None],
+            use_cache=use_cache,
+        )
+        mem_out = prefix_out[:, self.mem_slices(prefix_embs.shape[1])[1]].to(torch.float32)
+        new_history = None if session is None else (session.finish(), prefix_pad)
+        return prefix_pad, mem_out, new_history, past_key_values
+
+    def write_memory(self, images, img_masks, lang_tokens, lang_masks, state, mem: Tensor,
+                     kv_history: KVHistory | None = None) -> tuple[Tensor, KVHistory | None]:
+        """The memory a chunk computation on this observation would write `[B, M, H]` (fp32), from the
+        prefix pass alone (no denoising), and the K/V history with `read_mem_from_cache`."""
+        # use_cache=True as in sample_actions (lerobot's prefix-only path needs it); the cache is dropped.
+        _, mem_out, new_history, _ = self._prefix_pass(
+            images, img_masks, lang_tokens, lang_masks, state, mem, kv_history, use_cache=True
+        )
+        return mem_out, new_history
+
     def sample_actions(
         self, images, img_masks, lang_tokens, lang_masks, state, noise=None,
         mem: Tensor | None = None, kv_history: KVHistory | None = None, **kwargs,
@@ -188,20 +223,9 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
         bsize, device = state.shape[0], state.device
         if noise is None:
             noise = self.sample_noise((bsize, self.config.chunk_size, self.config.max_action_dim), device)
-        prefix_embs, prefix_pad, prefix_att = self.embed_prefix(
-            images, img_masks, lang_tokens, lang_masks, state=state, mem=mem
+        prefix_pad, mem_out, new_history, past_key_values = self._prefix_pass(
+            images, img_masks, lang_tokens, lang_masks, state, mem, kv_history, use_cache=self.config.use_cache
         )
-        session = self._kv_session(prefix_embs.shape[1], kv_history, joint=False)
-        (prefix_out, _), past_key_values = self._run_backbone(
-            session,
-            attention_mask=make_att_2d_masks(prefix_pad, prefix_att),
-            position_ids=torch.cumsum(prefix_pad, dim=1) - 1,
-            past_key_values=None,
-            inputs_embeds=[prefix_embs, None],
-            use_cache=self.config.use_cache,
-        )
-        mem_out = prefix_out[:, self.mem_slices(prefix_embs.shape[1])[1]].to(torch.float32)
-        new_history = None if session is None else (session.finish(), prefix_pad)
         actions = euler_integrate(
             lambda x_t, timestep: self.denoise_step(
                 x_t=x_t, prefix_pad_masks=prefix_pad, past_key_values=past_key_values, timestep=timestep
@@ -220,8 +244,11 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
 class SmolVLARMTPolicy(SmolVLAPolicy):
     """The LeRobot interface (`reset`, `select_action`, `predict_action_chunk`, `forward`) with memory.
 
-    Memory is carried across chunk computations in `_mem_tokens_state` `[M, B, H]` and cleared by
-    `reset()`. `forward` unrolls memory through the K segments of each training sample.
+    Memory lives in `policy.memory` (`SegmentMemory`): read, set, advance, reset, the K/V history and
+    commit listeners. It advances once per `mem_segment_stride` executed frames, as in training:
+    `select_action` counts one executed frame per call; engines that call `predict_action_chunk`
+    directly pass the observation's `frame` (or advance `policy.memory` themselves). `reset()` clears
+    it. `forward` unrolls memory through the K segments of each training sample.
     """
 
     config_class = SmolVLARMTConfig
@@ -236,35 +263,78 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
         self.config = config
         self.init_rtc_processor()
         self.model = VLAFlowMatchingRMT(config, rtc_processor=self.rtc_processor)
+        self.memory = SegmentMemory(stride=config.mem_segment_stride, initial=self.model.initial_memory)
+        self._said_training_notice = False
         self.reset()
 
     def reset(self):
         """Clear the action queue and the memory (call at every episode start)."""
         super().reset()
-        self._mem_tokens_state: Tensor | None = None
-        self._mem_kv_history: KVHistory | None = None
+        self.memory.reset()
+
+    # The guide's names for the memory state, kept readable (and settable) for its snippets.
+    @property
+    def _mem_tokens_state(self) -> Tensor | None:
+        """`[M, B, H]` committed memory, None right after `reset()` (guide layout; see `policy.memory`)."""
+        return self.memory.state
+
+    @_mem_tokens_state.setter
+    def _mem_tokens_state(self, value: Tensor | None) -> None:
+        self.memory.set(None if value is None else value.transpose(0, 1))
+
+    @property
+    def _mem_kv_history(self) -> KVHistory | None:
+        return self.memory.kv_history
 
     def current_memory(self, batch_size: int) -> Tensor:
-        """`[B, M, H]` memory the next chunk computation will read."""
-        if self._mem_tokens_state is None:
-            return self.model.initial_memory(batch_size)
-        if self._mem_tokens_state.shape[1] != batch_size:
-            raise ValueError(
-                f"the memory state holds {self._mem_tokens_state.shape[1]} episodes but the batch has "
-                f"{batch_size}; call policy.reset() when the batch changes."
-            )
-        return self._mem_tokens_state.transpose(0, 1)
+        """`[B, M, H]` memory the next chunk computation reads (`policy.memory.read`)."""
+        return self.memory.read(batch_size)
 
-    def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+    @torch.no_grad()
+    def select_action(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
+        """lerobot's `select_action`; the returned action is executed, so the memory clock advances one frame."""
+        action = super().select_action(batch, noise, **kwargs)
+        self.memory.advance(1)
+        return action
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, *,
+                             frame: int | None = None, **kwargs) -> Tensor:
+        """lerobot's `predict_action_chunk`. `frame`: executed-frame index of this observation since
+        `reset()` (default: the policy's clock). Only a computation on a segment-boundary frame writes
+        memory, and only once time moves past that frame; predicting again on the same frame reads the
+        same memory."""
+        return super().predict_action_chunk(batch, noise, frame=frame, **kwargs)
+
+    @torch.no_grad()
+    def write_memory(self, batch: dict[str, Tensor], *, frame: int) -> bool:
+        """Write the memory of boundary `frame` from its (preprocessed) observation with a prefix-only
+        pass, for engines that computed no chunk on it. Returns False when nothing was owed."""
+        if not self.config.uses_memory or not self.memory.needs_write(frame):
+            return False
+        self.eval()
+        batch = self._prepare_batch(batch)
+        images, img_masks = self.prepare_images(batch)
+        state = self.prepare_state(batch)
+        ticket = self.memory.begin(frame, batch_size=state.shape[0])
+        mem_out, history = self.model.write_memory(
+            images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
+            mem=ticket.read, kv_history=ticket.kv_history,
+        )
+        return self.memory.finish(ticket, mem_out, history)
+
+    def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, frame: int | None = None,
+                          **kwargs) -> Tensor:
         if not self.config.uses_memory:
             return super()._get_action_chunk(batch, noise, **kwargs)
         images, img_masks = self.prepare_images(batch)
         state = self.prepare_state(batch)
-        actions, mem_out, self._mem_kv_history = self.model.sample_actions(
+        ticket = self.memory.begin(frame, batch_size=state.shape[0])
+        actions, mem_out, history = self.model.sample_actions(
             images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
-            noise=noise, mem=self.current_memory(state.shape[0]), kv_history=self._mem_kv_history, **kwargs,
+            noise=noise, mem=ticket.read, kv_history=ticket.kv_history, **kwargs,
         )
-        self._mem_tokens_state = mem_out.transpose(0, 1).detach()
+        self.memory.finish(ticket, mem_out.detach(), history)
         return actions[:, :, : self.config.action_feature.shape[0]]
 
     def forward(self, batch: dict[str, Tensor], noise=None, time=None, reduction: str = "mean"):
@@ -272,19 +342,39 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
         the K segments of each sample (observations `[B, K, ...]`, actions `[B, (K-1)*stride + chunk, A]`)."""
         if not self.config.uses_memory and self.config.n_mem_segments == 1:
             return super().forward(batch, noise=noise, time=time, reduction=reduction)
+        if self.training and not self._said_training_notice:
+            self._said_training_notice = True
+            notice = self.config.training_notice()
+            if notice:
+                logger.warning(notice)
         return self._forward_segments(batch, noise=noise, time=time, reduction=reduction)
 
     def _segment_views(self, batch: dict[str, Tensor]):
-        """Split a batch into K per-segment batches; yields (segment batch, valid [B], actions, action pad)."""
+        """Split a batch into K per-segment batches; yields (segment batch, valid [B], actions, action pad).
+
+        Each input feature arrives `[B, K, *shape]` from the dataset's `observation_delta_indices`; with
+        K=1 lerobot may also hand it over without the K axis (it squeezes single-frame video to
+        `[B, C, H, W]` but keeps state `[B, 1, D]`), so the K axis is read per key from the feature's shape.
+        """
         cfg = self.config
+        k = cfg.n_mem_segments
+        split = {}
+        for key, feature in cfg.input_features.items():
+            value = batch.get(key)
+            if not isinstance(value, Tensor):
+                continue
+            if value.ndim == len(feature.shape) + 2 and value.shape[1] == k:
+                split[key] = True
+            elif value.ndim == len(feature.shape) + 1 and k == 1:
+                split[key] = False
+            else:
+                raise ValueError(
+                    f"expected `{key}` of shape [B, K={k}, {', '.join(map(str, feature.shape))}] (K segments from "
+                    f"the dataset's `observation_delta_indices` {cfg.observation_delta_indices}), got "
+                    f"{tuple(value.shape)}. Build the dataset with this policy config's delta timestamps (lerobot-train "
+                    "does), and keep `n_mem_segments` the same as when the dataset was made."
+                )
         state = batch[OBS_STATE]
-        k = state.shape[1] if state.ndim == 3 else 1
-        if k not in (1, cfg.n_mem_segments) or (k == 1 and state.ndim == 3 and cfg.n_mem_segments != 1):
-            raise ValueError(
-                f"expected observations with K={cfg.n_mem_segments} segments ([B, K, ...], from the dataset's "
-                f"`observation_delta_indices` {cfg.observation_delta_indices}), got `{OBS_STATE}` of shape "
-                f"{tuple(state.shape)}. Build the dataset with this policy config's delta timestamps."
-            )
         actions = batch[ACTION]
         need = cfg.chunk_size + (k - 1) * cfg.mem_segment_stride
         if actions.shape[1] != need:
@@ -294,16 +384,13 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
             )
         act_pad = batch.get("action_is_pad")
         seg_pad = batch.get(f"{OBS_STATE}_is_pad")
-        obs_keys = [key for key in batch if key.startswith("observation.") and isinstance(batch[key], Tensor)]
         for i in range(k):
             seg = dict(batch)
-            if k > 1 or state.ndim == 3:
-                for key in obs_keys:
-                    if key.endswith("_is_pad") or key in (OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK):
-                        continue
+            for key, has_k_axis in split.items():
+                if has_k_axis:
                     seg[key] = batch[key][:, i]
             valid = torch.ones(state.shape[0], dtype=torch.bool, device=state.device)
-            if seg_pad is not None and seg_pad.ndim == 2:
+            if seg_pad is not None and seg_pad.ndim == 2 and seg_pad.shape[1] == k:
                 valid = ~seg_pad[:, i]
             lo = i * cfg.mem_segment_stride
             seg_actions = actions[:, lo : lo + cfg.chunk_size]
