@@ -87,6 +87,47 @@ def train(ctx: typer.Context):
         _fail(str(exc))
 
 
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes a pickle-based "
+                             "transport: prefer an SSH tunnel (docs/deployment.md)."),
+    port: int = typer.Option(8080, help="Port to bind."),
+    fps: int = typer.Option(30, help="Control frequency of the robot (lerobot's PolicyServerConfig.fps)."),
+    inference_latency: float = typer.Option(1 / 30, help="Minimum seconds per chunk reply (lerobot's option)."),
+    obs_queue_timeout: float = typer.Option(2.0, help="Seconds GetActions waits for an observation."),
+):
+    """lerobot's async policy server, serving smolvla_rmt with memory that advances as in training.
+
+    Memory is reset on every client Ready and every new episode of `memlens robot-client`, written on
+    every segment-boundary observation, and each chunk is computed at its observation's frame.
+
+    Example:  memlens serve --port 8080    (then, on the robot: memlens robot-client --server_address=127.0.0.1:8080 ...)
+    """
+    from memlens.deploy.server import serve
+
+    serve(host=host, port=port, fps=fps, inference_latency=inference_latency, obs_queue_timeout=obs_queue_timeout,
+          echo=typer.echo)
+
+
+@app.command(
+    "robot-client",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def robot_client_cmd(ctx: typer.Context):
+    """lerobot's async robot client (same flags) that sends each observation's frame and every memory boundary.
+
+    Extra flags: --mem_segment_stride=N (read from the checkpoint when it is a local directory) and
+    --episode_frames=N (a new episode, with memory reset, every N executed frames).
+
+    Example:  memlens robot-client --robot.type=so101_follower --robot.port=/dev/ttyACM0
+    --server_address=127.0.0.1:8080 --policy_type=smolvla_rmt --pretrained_name_or_path=outputs/rmt/checkpoints/last/pretrained_model
+    --actions_per_chunk=50 --task="pick up the cube"
+    """
+    from memlens.deploy.client import run_client
+
+    run_client(list(ctx.args))
+
+
 @app.command("inspect")
 def inspect(
     ckpt: str = typer.Argument(..., help="Checkpoint directory or Hub id."),

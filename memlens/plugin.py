@@ -1,9 +1,17 @@
 """Everything memlens registers with LeRobot: importing this module is enough."""
 
 import memlens.policy  # noqa: F401  (policy type `smolvla_rmt`)
+import memlens.deploy.config_fake_robot  # noqa: F401  (robot type `memlens_fake_robot`, for trying deployment)
 
 try:  # env types (memory tasks); optional so that the policy works on its own
     import memlens.tasks.envs  # noqa: F401
 except ModuleNotFoundError as exc:  # pragma: no cover - only while the tasks package is absent
     if exc.name not in ("memlens.tasks", "memlens.tasks.envs"):
         raise
+
+import sys  # noqa: E402
+
+if "lerobot.rollout.inference.factory" in sys.modules:  # lerobot-rollout: RTC with memory that advances as in training
+    from memlens.deploy.rtc import install_in_lerobot_factory
+
+    install_in_lerobot_factory()

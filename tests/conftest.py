@@ -38,11 +38,12 @@ def cue_dataset(tmp_path_factory):
 BIN = __import__("pathlib").Path(__import__("sys").executable).parent
 
 
-def run_ok(cmd, **kw):
-    """Run a command with the test environment; fail with its output tail if it fails."""
+def run_ok(cmd, env_extra=None, **kw):
+    """Run a command with the test environment (plus `env_extra`); fail with its output tail if it fails."""
     import subprocess
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env_extra or {})}
     proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, **kw)
     assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc

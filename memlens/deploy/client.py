@@ -114,3 +114,29 @@ class MemoryRobotClient(RobotClient):
         current = [a for a in incoming_actions if not isinstance(a, MemoryTimedAction) or a.episode == self.episode]
         if current:
             super()._aggregate_action_queues(current, aggregate_fn)
+
+
+def run_client(args: list[str]) -> None:
+    """`memlens robot-client ARGS`: parse lerobot's robot-client flags (plus memlens's) and run until Ctrl-C."""
+    import draccus
+
+    import memlens.plugin  # noqa: F401  (robot and policy types)
+
+    try:
+        config = draccus.parse(config_class=MemoryRobotClientConfig, args=args)
+    except SystemExit as exc:
+        raise UserError("invalid robot-client arguments (see `memlens robot-client --help`, which takes "
+                        "lerobot's robot_client flags plus --mem_segment_stride and --episode_frames).") from exc
+    client = MemoryRobotClient(config)
+    if not client.start():
+        raise UserError(f"could not reach the policy server at {config.server_address}: start it with `memlens serve` "
+                        "(on the robot, or through an SSH tunnel to the GPU machine: docs/deployment.md).")
+    receiver = threading.Thread(target=client.receive_actions, daemon=True)
+    receiver.start()
+    try:
+        client.control_loop(task=config.task)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.stop()
+        receiver.join(timeout=5)

@@ -28,6 +28,7 @@ class EngineRun:
     engine: str
     commits: list[tuple[int, int, torch.Tensor]] = field(default_factory=list)
     chunk_s: list[float] = field(default_factory=list)
+    chunk_frames: list[int] = field(default_factory=list)  # the observation frame of each chunk computation
     frames: int = 0
 
     def writes(self, episode: int = 0, below: int | None = None) -> list[tuple[int, torch.Tensor]]:
@@ -50,6 +51,8 @@ def _record(loaded, run: EngineRun):
             return inner(*args, **kwargs)
         finally:
             run.chunk_s.append(time.perf_counter() - t0)
+            if policy.memory.last_computed is not None:
+                run.chunk_frames.append(policy.memory.last_computed.frame)
 
     policy._get_action_chunk = timed
 

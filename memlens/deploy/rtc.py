@@ -141,3 +141,22 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
             batch["task"] = [self._task]
             written += bool(self.memory_policy.write_memory(self._preprocessor(batch), frame=frame))
         return written
+
+
+def rtc_engine_for(policy, *args, **kwargs) -> RTCInferenceEngine:
+    """The RTC engine lerobot's factory should build for `policy`: memlens's for memory policies, lerobot's
+    own for everything else (same arguments)."""
+    if getattr(policy.config, "num_mem_tokens", 0) and hasattr(policy, "memory"):
+        return MemoryRTCInferenceEngine(policy, *args, **kwargs)
+    return RTCInferenceEngine(policy, *args, **kwargs)
+
+
+def install_in_lerobot_factory() -> None:
+    """Make `lerobot.rollout.inference.factory.create_inference_engine` (what `lerobot-rollout
+    --inference.type=rtc` calls) build `rtc_engine_for(policy, ...)`. Idempotent; memory-free policies
+    get lerobot's engine unchanged."""
+    from lerobot.rollout.inference import factory
+
+    if getattr(factory.RTCInferenceEngine, "__name__", "") != rtc_engine_for.__name__:
+        check_rtc_internals()
+        factory.RTCInferenceEngine = rtc_engine_for

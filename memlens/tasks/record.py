@@ -40,16 +40,28 @@ def label_keys(spec: TaskSpec) -> tuple[str, ...]:
     return LABEL_KEYS + tuple(k for k in MemoryWorld(spec).labels if k not in LABEL_KEYS)
 
 
-def dataset_features(spec: TaskSpec, use_videos: bool = True) -> dict:
+CAMERAS = ("top", "wrist")  # "wrist": a second view of the same scene (the top image turned 90 degrees)
+
+
+def camera_image(image, camera: str):
+    """The image of `camera` given the world's (top) image."""
+    if camera == "top":
+        return image
+    if camera == "wrist":
+        return np.ascontiguousarray(np.rot90(image))
+    raise ValueError(f"unknown camera {camera!r}; expected one of {CAMERAS}.")
+
+
+def dataset_features(spec: TaskSpec, use_videos: bool = True, cameras: tuple[str, ...] = ("top",)) -> dict:
     """LeRobotDataset ``features`` for a task spec."""
     size = spec.image_size
     int1 = {"dtype": "int64", "shape": (1,), "names": None}
     return {
-        "observation.images.top": {
+        **{f"observation.images.{cam}": {
             "dtype": "video" if use_videos else "image",
             "shape": (size, size, 3),
             "names": ["height", "width", "channels"],
-        },
+        } for cam in cameras},
         "observation.state": {"dtype": "float32", "shape": (4,), "names": ["x", "y", "go", "go_fraction"]},
         "action": {"dtype": "float32", "shape": (2,), "names": ["vx", "vy"]},
         **{f"label.{k}": dict(int1) for k in label_keys(spec)},
@@ -93,18 +105,22 @@ def record_dataset(
     use_videos: bool = True,
     progress: bool = True,
     expert_noise: float = 0.0,
+    cameras: tuple[str, ...] = ("top",),
 ) -> Path:
     """Roll out the scripted expert ``n_episodes`` times and write a LeRobotDataset at ``root``.
 
     Episode ``i`` uses seed ``seed + i`` (its cue); frames are 64x64 at 10 fps, with the task's
     instruction as the ``task`` text. ``use_videos=False`` stores PNG images (lossless) instead
-    of mp4. ``expert_noise`` is the expert's Gaussian action noise after the cue (0: exact).
+    of mp4. ``expert_noise`` is the expert's Gaussian action noise after the cue (0: exact). ``cameras``:
+    any of ``CAMERAS`` (``("top", "wrist")`` records two video streams, as a user's robot would).
     Returns the dataset root. Raises ``FileExistsError`` if ``root`` exists and is not empty,
     ``ValueError`` for an unknown task/variant or ``n_targets`` out of range.
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset  # heavy import, only here
 
     spec = make_spec(task, variant, n_targets)
+    for cam in cameras:
+        camera_image(np.zeros((1, 1, 3), np.uint8), cam)  # unknown camera: ValueError before anything is written
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}.")
     root = Path(root)
@@ -114,7 +130,7 @@ def record_dataset(
         repo_id=repo_id,
         root=root,
         fps=10,
-        features=dataset_features(spec, use_videos),
+        features=dataset_features(spec, use_videos, tuple(cameras)),
         use_videos=use_videos,
         video_backend="pyav",
         rgb_encoder=video_encoder() if use_videos else None,
@@ -135,7 +151,7 @@ def record_dataset(
                 while not world.done:
                     action = expert.act(world)
                     frame = {
-                        "observation.images.top": obs["image"],
+                        **{f"observation.images.{cam}": camera_image(obs["image"], cam) for cam in cameras},
                         "observation.state": obs["state"],
                         "action": action,
                         **_label_columns({**labels, "phase": world.phase}),
