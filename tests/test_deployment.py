@@ -118,3 +118,17 @@ def test_lerobot_rollout_builds_the_memory_rtc_engine_for_memory_policies_only(m
         engine = factory.RTCInferenceEngine(loaded.policy, loaded.preprocessor, loaded.postprocessor, Wrapper(),
                                             RTCConfig(enabled=True, execution_horizon=5), {}, "", 10, "cpu")
         assert type(engine) is expected
+
+
+def test_lerobot_rollout_runs_a_memory_checkpoint_with_rtc_on_the_fake_robot(memory_checkpoint, tmp_path):
+    import re
+
+    from conftest import BIN, run_ok
+
+    proc = run_ok([BIN / "lerobot-rollout", "--strategy.type=base", f"--policy.path={memory_checkpoint}",
+                   "--inference.type=rtc", "--inference.rtc.execution_horizon=5", "--robot.type=memlens_fake_robot",
+                   "--task=reach the cue", "--duration=3", "--fps=10"], cwd=tmp_path, timeout=300)
+    log = proc.stdout + proc.stderr
+    assert "memlens: RTC with memory" in log and "Rollout finished" in log
+    segments, frames = map(int, re.search(r"memory wrote (\d+) segments over (\d+) executed frames", log).groups())
+    assert frames > 10 and (frames - 1) // 10 <= segments <= -(-frames // 10)  # one write per 10 executed frames

@@ -275,3 +275,19 @@ def test_delta_indices_give_each_segment_its_own_chunk():
     assert cfg.action_delta_indices == list(range(-10, cfg.chunk_size))
     stock = SmolVLARMTConfig(**config_kwargs())
     assert stock.observation_delta_indices == [0] and stock.action_delta_indices == list(range(stock.chunk_size))
+
+
+def test_a_stride_select_action_cannot_honour_is_refused_naming_both_fields():
+    with pytest.raises(ValueError, match=r"`mem_segment_stride`=15 is not a multiple of `n_action_steps`=10"):
+        SmolVLARMTConfig(**config_kwargs(num_mem_tokens=4, mem_segment_stride=15))
+    SmolVLARMTConfig(**config_kwargs(num_mem_tokens=4, mem_segment_stride=20))  # every other chunk writes
+    SmolVLARMTConfig(**config_kwargs(num_mem_tokens=0, mem_segment_stride=15))  # no memory, no cadence
+
+
+def test_memlens_train_reports_an_impossible_cadence_as_one_paragraph():
+    from memlens.errors import UserError
+    from memlens.train import prepare_args
+
+    with pytest.raises(UserError, match="not a multiple of `n_action_steps`"):
+        prepare_args(["--policy.type=smolvla_rmt", "--policy.num_mem_tokens=4", "--policy.n_action_steps=10",
+                      "--policy.mem_segment_stride=15"])

@@ -29,6 +29,7 @@ class EngineRun:
     commits: list[tuple[int, int, torch.Tensor]] = field(default_factory=list)
     chunk_s: list[float] = field(default_factory=list)
     chunk_frames: list[int] = field(default_factory=list)  # the observation frame of each chunk computation
+    write_s: list[float] = field(default_factory=list)  # prefix-only boundary writes (RTC, async)
     frames: int = 0
 
     def writes(self, episode: int = 0, below: int | None = None) -> list[tuple[int, torch.Tensor]]:
@@ -55,6 +56,16 @@ def _record(loaded, run: EngineRun):
                 run.chunk_frames.append(policy.memory.last_computed.frame)
 
     policy._get_action_chunk = timed
+    inner_write = policy.write_memory
+
+    def timed_write(*args, **kwargs):
+        t0 = time.perf_counter()
+        wrote = inner_write(*args, **kwargs)
+        if wrote:
+            run.write_s.append(time.perf_counter() - t0)
+        return wrote
+
+    policy.write_memory = timed_write
 
 
 def _features(robot: FakeRobot) -> tuple[dict, dict]:

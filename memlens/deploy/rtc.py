@@ -18,12 +18,15 @@ commits nothing. Everything else is lerobot's engine, unchanged.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 
 import torch
 from lerobot.policies.utils import prepare_observation_for_inference
 from lerobot.rollout.inference.rtc import RTCInferenceEngine
 from lerobot.utils.feature_utils import build_dataset_frame
+
+logger = logging.getLogger(__name__)
 
 
 class LerobotDriftError(RuntimeError):
@@ -89,7 +92,17 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
         self.memory_policy = policy
         self._boundary_obs: dict[int, tuple[int, dict]] = {}  # frame -> (memory episode, raw observation)
         self._boundary_lock = threading.Lock()
+        self._boundary_writes = 0
         super().__init__(_EngineFacingPolicy(policy, self), *args, **kwargs)
+        logger.info("memlens: RTC with memory: memory is written once per %d executed frames, as in training",
+                    policy.memory.stride)
+
+    def stop(self) -> None:
+        super().stop()
+        memory = self.memory_policy.memory
+        logger.info("memlens: memory wrote %d segments over %d executed frames of the last episode (%d by "
+                    "prefix-only passes on boundaries no chunk was computed on)", memory.segments, memory.frame,
+                    self._boundary_writes)
 
     @property
     def _obs_holder(self) -> _FrameTaggedObs:
@@ -140,6 +153,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
                                                       self._robot.robot_type)
             batch["task"] = [self._task]
             written += bool(self.memory_policy.write_memory(self._preprocessor(batch), frame=frame))
+        self._boundary_writes += written
         return written
 
 

@@ -134,6 +134,8 @@ class MemoryPolicyServer(PolicyServer):
     def _predict_action_chunk(self, observation_t):
         if not isinstance(observation_t, MemoryTimedObservation):
             return super()._predict_action_chunk(observation_t)
+        if self.uses_memory and observation_t.episode != self._episode:
+            return []  # queued before its episode ended: no chunk, no memory
         self._current = observation_t
         actions = super()._predict_action_chunk(observation_t)
         return [MemoryTimedAction(a.timestamp, a.timestep, a.action, episode=observation_t.episode) for a in actions]
