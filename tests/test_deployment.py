@@ -132,3 +132,59 @@ def test_lerobot_rollout_runs_a_memory_checkpoint_with_rtc_on_the_fake_robot(mem
     assert "memlens: RTC with memory" in log and "Rollout finished" in log
     segments, frames = map(int, re.search(r"memory wrote (\d+) segments over (\d+) executed frames", log).groups())
     assert frames > 10 and (frames - 1) // 10 <= segments <= -(-frames // 10)  # one write per 10 executed frames
+
+
+def test_an_rtc_chunk_still_computing_when_the_engine_resets_commits_nothing(memory_checkpoint):
+    import threading
+    import time
+
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+    from lerobot.utils.feature_utils import hw_to_dataset_features
+
+    from memlens.deploy.config_fake_robot import FakeRobotConfig
+    from memlens.deploy.fake_robot import FakeRobot
+    from memlens.deploy.rtc import MemoryRTCInferenceEngine
+    from memlens.replay import load_policy
+
+    loaded = load_policy(memory_checkpoint)
+    policy, robot = loaded.policy, FakeRobot(FakeRobotConfig())
+    started, release = threading.Event(), threading.Event()
+    inner = policy.model.sample_actions
+
+    def slow_sample_actions(*args, **kwargs):  # the chunk of frame 0 is computing ...
+        started.set()
+        release.wait(30)
+        return inner(*args, **kwargs)
+
+    policy.model.sample_actions = slow_sample_actions
+    commits = []
+    policy.memory.listeners.append(commits.append)
+
+    class Wrapper:
+        robot_type = robot.name
+
+    rtc = RTCConfig(enabled=True, execution_horizon=5)
+    policy.config.rtc_config = rtc
+    policy.init_rtc_processor()
+    engine = MemoryRTCInferenceEngine(policy, loaded.preprocessor, loaded.postprocessor, Wrapper(), rtc,
+                                      hw_to_dataset_features(robot.observation_features, "observation", use_video=False),
+                                      "reach the cue", 10.0, "cpu")
+    engine.start()
+    engine.resume()
+    try:
+        engine.notify_observation(robot.get_observation())
+        assert started.wait(30)
+        episode = policy.memory.episode
+        engine.reset()  # ... when the episode ends
+        engine.pause()
+        release.set()
+        deadline = time.monotonic() + 30
+        while engine.action_queue.qsize() == 0 and time.monotonic() < deadline:  # the old chunk finishes
+            time.sleep(0.01)
+        assert engine.action_queue.qsize() > 0  # (lerobot still merges its actions: see docs/deployment.md)
+        policy.memory.advance(20)
+    finally:
+        release.set()
+        engine.stop()
+    assert policy.memory.episode == episode + 1
+    assert commits == [] and policy.memory.state is None and policy.memory.last_write is None
