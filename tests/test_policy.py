@@ -291,3 +291,11 @@ def test_memlens_train_reports_an_impossible_cadence_as_one_paragraph():
     with pytest.raises(UserError, match="not a multiple of `n_action_steps`"):
         prepare_args(["--policy.type=smolvla_rmt", "--policy.num_mem_tokens=4", "--policy.n_action_steps=10",
                       "--policy.mem_segment_stride=15"])
+
+
+def test_an_explicit_commit_makes_the_pending_write_the_memory_once():
+    policy = make_policy(num_mem_tokens=4)
+    policy.predict_action_chunk(obs_batch())
+    written = policy.memory.last_write
+    assert policy.memory.commit() and not policy.memory.commit()
+    assert torch.equal(policy.memory.read(2), written) and policy.memory.segments == 1

@@ -163,6 +163,15 @@ class SegmentMemory:
             self._commit_due()
             return True
 
+    def commit(self) -> bool:
+        """Commit the pending write now (time is known to have passed its frame without `advance`);
+        returns whether there was one."""
+        with self._lock:
+            if self._pending is None:
+                return False
+            self._commit()
+            return True
+
     def needs_write(self, frame: int) -> bool:
         """Whether the observation of `frame` must still write memory (a boundary with no write yet)."""
         with self._lock:
