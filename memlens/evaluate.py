@@ -56,9 +56,10 @@ class _Timer:
 
     def __init__(self, policy):
         self.policy, self.calls, self.chunk_calls = policy, [], []
-        self._original = policy.select_action
 
     def __enter__(self):
+        from memlens.runtime.patching import patched
+
         def timed(*args, **kwargs):
             computes_chunk = len(self.policy._queues["action"]) == 0
             if torch.cuda.is_available():
@@ -73,11 +74,12 @@ class _Timer:
                 self.chunk_calls.append(ms)
             return out
 
-        self.policy.select_action = timed
+        self._patch = patched(self.policy, "select_action", timed)
+        self._original = self._patch.__enter__()
         return self
 
     def __exit__(self, *exc):
-        del self.policy.select_action  # back to the class method
+        self._patch.__exit__(*exc)  # back to what was there (the class method)
 
 
 def _peak_memory_mb(device: str) -> tuple[float, str]:

@@ -141,3 +141,43 @@ def test_swapping_memory_makes_the_trained_policy_reach_the_donors_target():
                         variant="medium", batch_size=8)
     assert res.summary["own_target_rate_reference"] >= 0.9
     assert res.summary["donor_target_rate"] >= 0.8
+
+
+@pytest.mark.parametrize("override_outside", [True, False])
+def test_an_override_and_capture_hooks_nest_in_either_order_and_both_act(override_outside):
+    from policy_helpers import make_policy, obs_batch
+
+    from memlens.capture.recorder import CaptureHooks
+
+    policy = make_policy(num_mem_tokens=4)
+    outer, inner = ((MemoryOverride(policy, "zero"), CaptureHooks(policy)) if override_outside
+                    else (CaptureHooks(policy), MemoryOverride(policy, "zero")))
+    with outer:
+        with inner:
+            policy.predict_action_chunk(obs_batch())
+        assert "_get_action_chunk" in policy.__dict__  # the outer wrapper is still in place ...
+        policy.predict_action_chunk(obs_batch(), frame=10)
+    assert "_get_action_chunk" not in policy.__dict__  # ... and nothing is left after both
+    hooks = inner if override_outside else outer
+    override = outer if override_outside else inner
+    assert len(hooks.chunks) == (1 if override_outside else 2)
+    assert override.applied == [0]  # the override read zeros in the first computation, in both orders
+    assert torch.equal(hooks.chunks[0]["memory/read"], torch.zeros_like(hooks.chunks[0]["memory/read"]))
+
+
+def test_patched_restores_what_it_found_also_after_an_error():
+    from memlens.runtime.patching import patched
+
+    class Thing:
+        def act(self):
+            return "class"
+
+    thing = Thing()
+    with patched(thing, "act", lambda: "a") as before_a:
+        assert before_a() == "class"
+        with pytest.raises(RuntimeError):
+            with patched(thing, "act", lambda: "b") as before_b:
+                assert before_b() == "a" and thing.act() == "b"
+                raise RuntimeError
+        assert thing.act() == "a"
+    assert thing.act() == "class" and "act" not in vars(thing)

@@ -65,7 +65,6 @@ class MemoryOverride:
         self.token_order = None if token_order is None else torch.as_tensor(np.asarray(token_order), dtype=torch.long)
         self.update = -1
         self.applied: list[int] = []
-        self._saved = None
 
     def _override(self, mem):
         """`[B, M, H]` -> the memory to read instead."""
@@ -112,17 +111,15 @@ class MemoryOverride:
     def __enter__(self):
         from memlens.capture.recorder import check_internals
 
+        from memlens.runtime.patching import patched
+
         check_internals(self.policy)
-        self._saved = self.policy.__dict__.get("_get_action_chunk")  # another wrapper (e.g. CaptureHooks)
-        self._inner = self.policy._get_action_chunk
-        self.policy._get_action_chunk = self._chunk
+        self._patch = patched(self.policy, "_get_action_chunk", self._chunk)
+        self._inner = self._patch.__enter__()  # what was there: the class method or another wrapper
         return self
 
     def __exit__(self, *exc):
-        if self._saved is not None:
-            self.policy._get_action_chunk = self._saved
-        else:
-            self.policy.__dict__.pop("_get_action_chunk", None)
+        self._patch.__exit__(*exc)  # restores exactly what __enter__ found
         return False
 
 

@@ -23,10 +23,13 @@ site that never fired raises `SiteNeverFiredError`.
 from __future__ import annotations
 
 import inspect
+from contextlib import ExitStack
 
 import torch
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
+
+from memlens.runtime.patching import patched
 
 EXPECTED_ATTENTION_PARAMS = ["attention_mask", "batch_size", "head_dim", "query_states", "key_states", "value_states"]
 
@@ -88,7 +91,7 @@ class CaptureHooks:
         self.chunks: list[dict] = []
         self._current: dict | None = None
         self._handles = []
-        self._patched: list[tuple[object, str]] = []
+        self._patches = ExitStack()
         self.fired: set[str] = set()
 
     # -- layout ------------------------------------------------------------------------------------
@@ -254,13 +257,10 @@ class CaptureHooks:
     def __enter__(self):
         check_internals(self.policy)
         try:
-            self._original_chunk = self.policy._get_action_chunk
-            self.policy._get_action_chunk = self._chunk
-            self._patched.append((self.policy, "_get_action_chunk"))
+            self._original_chunk = self._patches.enter_context(patched(self.policy, "_get_action_chunk", self._chunk))
             backbone = self.policy.model.vlm_with_expert
             if self.attention:
-                backbone.eager_attention_forward = self._attention
-                self._patched.append((backbone, "eager_attention_forward"))
+                self._patches.enter_context(patched(backbone, "eager_attention_forward", self._attention))
             text = backbone.get_vlm_model().text_model
             self._handles.append(text.layers[0].input_layernorm.register_forward_pre_hook(self._observation_hook))
             if self.hidden:
@@ -272,9 +272,8 @@ class CaptureHooks:
         return self
 
     def _remove(self):
-        for obj, name in self._patched:
-            obj.__dict__.pop(name, None)
-        self._patched.clear()
+        self._patches.close()  # restores what each patch found (memlens.runtime.patching)
+        self._patches = ExitStack()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -1,0 +1,1 @@
+"""Running a loaded policy: helpers shared by capture, interventions and evaluation."""
