@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from memlens.errors import UserError
 
+
+class _Commands(TyperGroup):
+    """The one place a `UserError` becomes `error: <paragraph>` and exit status 2, for every command (also
+    under typer's CliRunner, which does not go through `main`)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            _fail(str(exc))
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -81,10 +94,7 @@ def train(ctx: typer.Context):
     """
     from memlens.train import run_lerobot_train
 
-    try:
-        run_lerobot_train(list(ctx.args))
-    except UserError as exc:
-        _fail(str(exc))
+    run_lerobot_train(list(ctx.args))
 
 
 @app.command("serve")
@@ -241,27 +251,24 @@ def capture_cmd(
     from memlens.capture.live import capture_env
     from memlens.capture.run import capture
 
-    try:
-        if (env is None) == (dataset is None):
-            raise UserError("pass a DATASET to replay, or --env NAME to capture live rollouts (not both).")
-        eps = parse_episodes(episodes)
-        with Progress() as bar:
-            task = bar.add_task("capturing", total=None)
+    if (env is None) == (dataset is None):
+        raise UserError("pass a DATASET to replay, or --env NAME to capture live rollouts (not both).")
+    eps = parse_episodes(episodes)
+    with Progress() as bar:
+        task = bar.add_task("capturing", total=None)
 
-            def progress(kind, done, total):
-                bar.update(task, completed=done, total=total,
-                           description="resuming: committed episodes skipped" if kind == "skip" else "capturing")
+        def progress(kind, done, total):
+            bar.update(task, completed=done, total=total,
+                       description="resuming: committed episodes skipped" if kind == "skip" else "capturing")
 
-            if env is not None:
-                store = capture_env(ckpt, env, str(out), n_episodes=n_episodes, variant=variant, seed=seed,
-                                    attention=attention, hidden=hidden, batch_episodes=batch_episodes, device=device,
-                                    overwrite=overwrite, attention_only=attention_only, progress=progress)
-            else:
-                store = capture(ckpt, dataset, str(out), root=root, episodes=eps, attention=attention,
-                                full_attention=full_attention, hidden=hidden, batch_episodes=batch_episodes,
-                                device=device, overwrite=overwrite, attention_only=attention_only, progress=progress)
-    except UserError as exc:
-        _fail(str(exc))
+        if env is not None:
+            store = capture_env(ckpt, env, str(out), n_episodes=n_episodes, variant=variant, seed=seed,
+                                attention=attention, hidden=hidden, batch_episodes=batch_episodes, device=device,
+                                overwrite=overwrite, attention_only=attention_only, progress=progress)
+        else:
+            store = capture(ckpt, dataset, str(out), root=root, episodes=eps, attention=attention,
+                            full_attention=full_attention, hidden=hidden, batch_episodes=batch_episodes,
+                            device=device, overwrite=overwrite, attention_only=attention_only, progress=progress)
     typer.echo(f"{len(store.episodes())} episodes in {out}")
 
 
@@ -296,30 +303,27 @@ def intervene(
 
     from memlens.analysis.interventions import intervene_env, intervene_replay
 
-    try:
-        if (env is None) == (dataset is None):
-            raise UserError("pass a DATASET to replay, or --env NAME for closed-loop rollouts (not both).")
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"{mode} at update {from_update}", total=None)
+    if (env is None) == (dataset is None):
+        raise UserError("pass a DATASET to replay, or --env NAME for closed-loop rollouts (not both).")
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"{mode} at update {from_update}", total=None)
 
-            def progress(done, total):
-                bar.update(task, completed=done, total=total)
+        def progress(done, total):
+            bar.update(task, completed=done, total=total)
 
-            if env is not None:
-                result = intervene_env(ckpt, env, mode=mode, from_update=from_update, n_episodes=n_episodes,
-                                       variant=variant, batch_size=batch_size, every_update=every_update,
-                                       seed=100_000 + seed, device=device, progress=progress)
-            else:
-                result = intervene_replay(ckpt, dataset, mode=mode, from_update=from_update,
-                                          episodes=parse_episodes(episodes), n_episodes=n_episodes, root=root,
-                                          batch_episodes=batch_size, every_update=every_update, seed=seed,
-                                          device=device, progress=progress)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result.to_dict(), indent=2))
-        if figure is not None:
-            result.save(figure)
-    except UserError as exc:
-        _fail(str(exc))
+        if env is not None:
+            result = intervene_env(ckpt, env, mode=mode, from_update=from_update, n_episodes=n_episodes,
+                                   variant=variant, batch_size=batch_size, every_update=every_update,
+                                   seed=100_000 + seed, device=device, progress=progress)
+        else:
+            result = intervene_replay(ckpt, dataset, mode=mode, from_update=from_update,
+                                      episodes=parse_episodes(episodes), n_episodes=n_episodes, root=root,
+                                      batch_episodes=batch_size, every_update=every_update, seed=seed,
+                                      device=device, progress=progress)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result.to_dict(), indent=2))
+    if figure is not None:
+        result.save(figure)
     for key, value in result.summary.items():
         typer.echo(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
     typer.echo(f"results written to {output}")
@@ -343,32 +347,29 @@ def plot(
     (also: --kind umap --color-by cue --out umap.html; --kind dynamics; --kind attention --layer -1)
     """
     kinds = ("heatmap", "dynamics", "umap", "attention")
-    try:
-        if kind not in kinds:
-            raise UserError(f"--kind must be one of {', '.join(kinds)}; got {kind!r}.")
-        if out.suffix.lower() not in (".png", ".html"):
-            raise UserError(f"--out must end in .png or .html; got {str(out)!r}.")
-        eps = parse_episodes(episodes)
-        if kind == "heatmap":
-            from memlens.analysis.heatmap import memory_heatmap
+    if kind not in kinds:
+        raise UserError(f"--kind must be one of {', '.join(kinds)}; got {kind!r}.")
+    if out.suffix.lower() not in (".png", ".html"):
+        raise UserError(f"--out must end in .png or .html; got {str(out)!r}.")
+    eps = parse_episodes(episodes)
+    if kind == "heatmap":
+        from memlens.analysis.heatmap import memory_heatmap
 
-            view = memory_heatmap(traces, episode, episodes=eps, value=value)
-        elif kind == "dynamics":
-            from memlens.analysis.dynamics import memory_dynamics
+        view = memory_heatmap(traces, episode, episodes=eps, value=value)
+    elif kind == "dynamics":
+        from memlens.analysis.dynamics import memory_dynamics
 
-            view = memory_dynamics(traces, [episode] if episode is not None else eps)
-        elif kind == "umap":
-            from memlens.analysis.embedding import memory_umap
+        view = memory_dynamics(traces, [episode] if episode is not None else eps)
+    elif kind == "umap":
+        from memlens.analysis.embedding import memory_umap
 
-            typer.echo("fitting UMAP (the first fit in a process also compiles numba code: ~20-60 s)")
-            view = memory_umap(traces, eps, color_by=color_by, highlight=episode)
-        else:
-            from memlens.analysis.attention import attention_over_time
+        typer.echo("fitting UMAP (the first fit in a process also compiles numba code: ~20-60 s)")
+        view = memory_umap(traces, eps, color_by=color_by, highlight=episode)
+    else:
+        from memlens.analysis.attention import attention_over_time
 
-            view = attention_over_time(traces, episode, episodes=eps, layer=layer)
-        path = view.save(out)
-    except UserError as exc:
-        _fail(str(exc))
+        view = attention_over_time(traces, episode, episodes=eps, layer=layer)
+    path = view.save(out)
     typer.echo(f"{kind} written to {path}")
 
 
@@ -420,11 +421,8 @@ def app_cmd(
     if host not in ("127.0.0.1", "localhost"):
         typer.secho(f"warning: binding {host}: anyone who can reach this machine on port {port} can use the app "
                     "and read the trace store.", fg=typer.colors.YELLOW, err=True)
-    try:
-        typer.echo(f"memlens app on {traces}: http://{host}:{port}  (Ctrl-C to stop)")
-        serve(traces, host=host, port=port, compare=compare)
-    except UserError as exc:
-        _fail(exc)
+    typer.echo(f"memlens app on {traces}: http://{host}:{port}  (Ctrl-C to stop)")
+    serve(traces, host=host, port=port, compare=compare)
 
 
 @app.command("rerun")
@@ -460,8 +458,6 @@ def rerun_cmd(
         else:
             contents = rerun_viewer.spawn(traces, episode, **kw)
             typer.echo(f"episode {contents.episode} sent to the Rerun viewer")
-    except UserError as exc:
-        _fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("stopped")
 
@@ -480,19 +476,12 @@ def demo(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo uses only locally built models
     from memlens.demo import run_demo
 
-    try:
-        run_demo(workdir=workdir, steps=steps, serve=serve, port=port)
-    except UserError as exc:
-        _fail(exc)
+    run_demo(workdir=workdir, steps=steps, serve=serve, port=port)
 
 
 def main() -> None:
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 (dataset video encoding): errors only
-    try:
-        app()
-    except UserError as exc:  # pragma: no cover - commands catch their own
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":
