@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from memlens.errors import UserError
+from memlens.policy import memory_tokens
 from memlens.replay import LoadedPolicy, load_policy
 
 
@@ -211,7 +212,7 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
         "device": device,
         "policies": {
             name: {"path": str(lp.path), "type": lp.config.type,
-                   "num_mem_tokens": getattr(lp.config, "num_mem_tokens", 0),
+                   "num_mem_tokens": memory_tokens(lp.config),
                    "n_mem_segments": getattr(lp.config, "n_mem_segments", 1)}
             for name, lp in loaded.items()
         },

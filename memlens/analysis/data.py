@@ -28,6 +28,10 @@ class AnalysisInputError(UserError):
     """Analysis input (store, label, episodes) that cannot give a meaningful answer."""
 
 
+class FeaturesUnavailableError(AnalysisInputError):
+    """The probe features asked for are not in this trace store (e.g. hidden states were not captured)."""
+
+
 def as_store(store) -> TraceStore:
     """A `TraceStore`, opening a path or URL if given one."""
     return store if isinstance(store, TraceStore) else TraceStore.open(store)

@@ -53,7 +53,9 @@ class MemoryOverride:
             raise UserError(f"unknown intervention mode {mode!r}; expected one of {', '.join(MODES)}.")
         if from_update < 0:
             raise UserError(f"--from-update must be >= 0 (a memory update index), got {from_update}.")
-        if not getattr(policy.config, "num_mem_tokens", 0):
+        from memlens.policy import memory_tokens
+
+        if not memory_tokens(policy.config):
             raise UserError(f"the policy ({policy.config.type}, num_mem_tokens=0) has no memory to intervene on. "
                             "Intervene on a checkpoint trained with memory tokens.")
         if mode in ACROSS_EPISODES and donors is None:

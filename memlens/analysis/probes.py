@@ -51,7 +51,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from memlens.analysis.data import AnalysisInputError, as_store, check_same_checkpoint, select_episodes
+from memlens.analysis.data import (
+    AnalysisInputError,
+    FeaturesUnavailableError,
+    as_store,
+    check_same_checkpoint,
+    select_episodes,
+)
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 EPISODE_LABELS = ("task",)  # read from episode attrs, not from label/<name> arrays
@@ -247,7 +253,7 @@ class ProbeData:
     stores: list[str] = field(default_factory=list)
 
 
-def _feature_error(trace, features: str, url: str, why: str) -> AnalysisInputError:
+def _feature_error(trace, features: str, url: str, why: str) -> FeaturesUnavailableError:
     have = set(trace.names)
     options = []
     if "memory/write" in have:
@@ -257,7 +263,7 @@ def _feature_error(trace, features: str, url: str, why: str) -> AnalysisInputErr
         options.append(f"layer:0..{trace.shapes['hidden/memory'][1] - 1}")
     if "hidden/observation" in have:
         options.append("observation")
-    return AnalysisInputError(
+    return FeaturesUnavailableError(
         f"features {features!r} cannot be read from the trace store at {url}: {why}. This store offers "
         f"{', '.join(options) or 'no probe features'}.")
 
@@ -707,9 +713,7 @@ def probe_baselines(store, label, *, features: Sequence[str] = ("memory", "obser
     for feats in features:
         try:
             res = probe(store, label, features=feats, **kwargs)
-        except AnalysisInputError as exc:
-            if "cannot be read" not in str(exc):
-                raise
+        except FeaturesUnavailableError as exc:  # a baseline this store cannot give: noted, not fatal
             rows.append({"features": feats, "note": str(exc)})
             continue
         results.append(res)

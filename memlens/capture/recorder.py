@@ -29,6 +29,7 @@ import torch
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 
+from memlens.policy import memory_tokens
 from memlens.runtime.patching import patched
 
 EXPECTED_ATTENTION_PARAMS = ["attention_mask", "batch_size", "head_dim", "query_states", "key_states", "value_states"]
@@ -101,7 +102,7 @@ class CaptureHooks:
         n_empty = min(len(cfg.image_features) - len(cams), cfg.empty_cameras)
         names = [f"camera:{k.removeprefix('observation.images.')}" for k in cams] + ["camera:empty"] * n_empty
         names += ["language"]
-        m = getattr(cfg, "num_mem_tokens", 0)
+        m = memory_tokens(cfg)
         if m:
             names += ["memory"]
         names += ["state"]
@@ -113,14 +114,14 @@ class CaptureHooks:
 
     def _tokens_per_camera(self, prefix_len: int) -> int:
         cfg, cur = self.policy.config, self._current
-        m = getattr(cfg, "num_mem_tokens", 0)
+        m = memory_tokens(cfg)
         tail = cur["lang_len"] + m + 1 + (m if m and cfg.mem_at_end else 0)
         return (prefix_len - tail) // max(cur["n_cams"], 1)
 
     def _group_index(self, prefix_len: int, n_history: int, n_keys: int) -> torch.Tensor:
         """Group id `[K]` of every key position (history first when present, actions after the prefix)."""
         cfg, cur = self.policy.config, self._current
-        m = getattr(cfg, "num_mem_tokens", 0)
+        m = memory_tokens(cfg)
         lang, n_cams = cur["lang_len"], cur["n_cams"]
         per_cam = self._tokens_per_camera(prefix_len)
         ids, g = [], 0
@@ -154,7 +155,7 @@ class CaptureHooks:
     # -- wrapped callables -------------------------------------------------------------------------
     def _chunk(self, batch, noise=None, **kwargs):
         policy = self.policy
-        m = getattr(policy.config, "num_mem_tokens", 0)
+        m = memory_tokens(policy.config)
         groups = self.groups(batch)
         self._current = {
             "lang_len": batch[OBS_LANGUAGE_TOKENS].shape[1],
@@ -218,7 +219,7 @@ class CaptureHooks:
                 prefix_len = query_states.shape[1]
                 cur["prefix_len"] = prefix_len
                 index = self._group_index(prefix_len, n_history, key_states.shape[1])
-                m = getattr(self.policy.config, "num_mem_tokens", 0)
+                m = memory_tokens(self.policy.config)
                 if m:
                     rows = self.policy.model.mem_slices(prefix_len)[1]
                     cur["mem_to_groups"].append(self._group_sum(probs[:, :, rows, :], index, n_groups))
@@ -237,7 +238,7 @@ class CaptureHooks:
 
     def _hidden_hook(self, module, args):
         cur = self._current
-        if cur is None or not getattr(self.policy.config, "num_mem_tokens", 0):
+        if cur is None or not memory_tokens(self.policy.config):
             return
         hidden = args[0]
         rows = self.policy.model.mem_slices(hidden.shape[1])[1]
@@ -283,7 +284,7 @@ class CaptureHooks:
         if exc_type is None and self.chunks:
             from memlens.capture.sites import active_sites
 
-            has_memory = bool(getattr(self.policy.config, "num_mem_tokens", 0))
+            has_memory = bool(memory_tokens(self.policy.config))
             wanted = {n for n, s in active_sites(attention=self.attention, full_attention=self.full_attention,
                                                  hidden=self.hidden).items()
                       if s.kind in ("attention", "hidden", "memory") and "/" in n and n != "memory/update_frame"}

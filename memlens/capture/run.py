@@ -21,6 +21,7 @@ import torch
 from memlens.capture.recorder import CaptureHooks
 from memlens.capture.sites import active_sites, label_site
 from memlens.errors import UserError
+from memlens.policy import memory_tokens
 from memlens.replay import LoadedPolicy, episode_frames, load_policy, observation_from_frame, open_dataset
 
 
@@ -51,7 +52,7 @@ def load_for_capture(ckpt: str, *, device: str, attention_only: bool) -> LoadedP
         loaded = load_policy(ckpt, device=device)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from exc
-    if not getattr(loaded.config, "num_mem_tokens", 0) and not attention_only:
+    if not memory_tokens(loaded.config) and not attention_only:
         raise UserError(
             f"checkpoint {loaded.path} has no memory tokens (type {loaded.config.type}, num_mem_tokens=0): there is "
             "no memory state to capture. Capture a memory checkpoint, or pass --attention-only to record the "

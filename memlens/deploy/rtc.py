@@ -25,6 +25,7 @@ import torch
 from lerobot.policies.utils import prepare_observation_for_inference
 from lerobot.rollout.inference.rtc import RTCInferenceEngine
 from lerobot.utils.feature_utils import build_dataset_frame
+from memlens.policy import memory_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
 
     @property
     def uses_memory(self) -> bool:
-        return bool(getattr(self.memory_policy.config, "num_mem_tokens", 0))
+        return bool(memory_tokens(self.memory_policy.config))
 
     def notify_observation(self, obs: dict) -> None:
         memory = self.memory_policy.memory
@@ -160,7 +161,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
 def rtc_engine_for(policy, *args, **kwargs) -> RTCInferenceEngine:
     """The RTC engine lerobot's factory should build for `policy`: memlens's for memory policies, lerobot's
     own for everything else (same arguments)."""
-    if getattr(policy.config, "num_mem_tokens", 0) and hasattr(policy, "memory"):
+    if memory_tokens(policy.config) and hasattr(policy, "memory"):
         return MemoryRTCInferenceEngine(policy, *args, **kwargs)
     return RTCInferenceEngine(policy, *args, **kwargs)
 

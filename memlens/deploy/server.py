@@ -36,6 +36,7 @@ from lerobot.transport import services_pb2_grpc
 import memlens.plugin  # noqa: F401  (registers smolvla_rmt)
 from memlens.deploy.messages import MemoryTimedAction, MemoryTimedObservation
 from memlens.errors import UserError
+from memlens.policy import memory_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class MemoryPolicyServer(PolicyServer):
 
     @property
     def uses_memory(self) -> bool:
-        return self.policy is not None and bool(getattr(self.policy.config, "num_mem_tokens", 0))
+        return self.policy is not None and bool(memory_tokens(self.policy.config))
 
     def _reset_memory(self, episode: int | None = None) -> None:
         with self._memory_lock:
