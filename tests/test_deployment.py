@@ -24,7 +24,10 @@ def test_memory_writes_match_the_synchronous_run_under_rtc_and_the_async_server(
     sync = drive_sync(memory_checkpoint, n_frames=n, episodes=2)
     assert sync.writes(0) and [f for f, _ in sync.writes(0)] == [0, 10, 20, 30, 40]
     rtc = drive_rtc(memory_checkpoint, n_frames=n, episodes=2, queue_threshold=4)
-    served = drive_async(memory_checkpoint, n_frames=n, episodes=2, chunk_size_threshold=0.3)
+    # 7 actions per chunk, a new chunk only when the queue is empty: chunks at frames 0, 7, 14, ... whatever the
+    # timing, so most boundaries get no chunk and the server must write them from boundary-only observations.
+    served = drive_async(memory_checkpoint, n_frames=n, episodes=2, actions_per_chunk=7, chunk_size_threshold=0.0)
+    assert served.write_s, "the server wrote no boundary from a boundary-only observation"
     for run in (rtc, served):
         # Chunks were also computed off the segment boundaries (so boundary-only writes were exercised) ...
         assert any(f % stride for f in run.chunk_frames), run.chunk_frames
