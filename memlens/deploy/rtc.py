@@ -136,6 +136,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
     def reset(self) -> None:
         with self._boundary_lock:
             self._boundary_obs.clear()
+            self._boundary_writes = 0  # counted per episode, like memory.segments
         super().reset()  # policy.reset(): a new memory episode; the clock restarts at frame 0
 
     def write_owed_memory(self, *, before: int) -> int:
