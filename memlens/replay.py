@@ -1,7 +1,7 @@
 """Load a policy checkpoint with its processors, and replay dataset episodes as at deployment.
 
 Replay calls `select_action` on every frame in order, after `reset()` at the episode start, so the
-memory evolves once per chunk exactly as on the robot. Used by `memlens inspect`, the demo and capture.
+memory evolves once per segment (per chunk by default) exactly as on the robot. Used by `memlens inspect`, the demo and capture.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `CaptureHooks` is a context manager around a `smolvla_rmt` (or plain SmolVLA) policy:
 
-- it wraps `policy._get_action_chunk` (one call = one memory update) to read the memory before and
+- it wraps `policy._get_action_chunk` (one call = one memory update when `mem_segment_stride` = `n_action_steps`, the default) to read the memory before and
   after, and to delimit the attention calls of one chunk computation;
 - with `attention=True` it wraps `SmolVLMWithExpertModel.eager_attention_forward` on the instance,
   recomputing the attention probabilities exactly as lerobot does (fp32 softmax, GQA expansion) to

@@ -2,7 +2,8 @@
 
 Recurrent Memory Transformer (Bulatov et al., arXiv 2207.06881): M learnable memory tokens join the
 transformer input; their outputs become the memory of the next segment. One segment here is one
-action-chunk computation, so memory updates once per chunk.
+action-chunk computation at a segment boundary (every `mem_segment_stride` executed frames, by default
+every `n_action_steps`, i.e. once per chunk).
 
 Prefix layout (attention-mask value in brackets: 0 joins the bidirectional block before it, 1 starts
 a new causal block, see `make_att_2d_masks`)::
