@@ -66,7 +66,7 @@ def test_memory_changes_across_chunks_and_reset_restores_the_initial_state():
     assert not torch.allclose(mems[1], mems[2])
     policy.reset()
     assert policy._mem_tokens_state is None
-    initial = policy.current_memory(2)
+    initial = policy.memory.read(2)
     assert torch.equal(initial, policy.model.mem_tokens.transpose(0, 1).expand(2, -1, -1))
     again = _actions_over_chunks(policy, 1)
     assert torch.allclose(again[0], mems[0])

@@ -33,7 +33,7 @@ class Site:
 SITES: dict[str, Site] = {
     s.name: s
     for s in [
-        Site("memory/read", "memory", ("U", "M", "H"), "policy.current_memory() before each chunk computation",
+        Site("memory/read", "memory", ("U", "M", "H"), "policy.memory.last_computed.read per chunk computation",
              "memory the chunk computation read"),
         Site("memory/write", "memory", ("U", "M", "H"), "policy.memory.last_write after each chunk computation",
              "memory written by the chunk computation (the next chunk's read)"),

@@ -287,10 +287,6 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
     def _mem_kv_history(self) -> KVHistory | None:
         return self.memory.kv_history
 
-    def current_memory(self, batch_size: int) -> Tensor:
-        """`[B, M, H]` memory the next chunk computation reads (`policy.memory.read`)."""
-        return self.memory.read(batch_size)
-
     @torch.no_grad()
     def select_action(self, batch: dict[str, Tensor], noise: Tensor | None = None, **kwargs) -> Tensor:
         """lerobot's `select_action`; the returned action is executed, so the memory clock advances one frame."""
