@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 
 import torch
 from lerobot.policies.utils import prepare_observation_for_inference
 from lerobot.rollout.inference.rtc import RTCInferenceEngine
 from lerobot.utils.feature_utils import build_dataset_frame
+
+from memlens.deploy.boundaries import BoundaryObservations
 from memlens.policy import memory_tokens
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
     def __init__(self, policy, *args, **kwargs):
         check_rtc_internals()
         self.memory_policy = policy
-        self._boundary_obs: dict[int, tuple[int, dict]] = {}  # frame -> (memory episode, raw observation)
-        self._boundary_lock = threading.Lock()
-        self._boundary_writes = 0
+        self._boundaries = BoundaryObservations()  # frame -> (memory episode, raw observation)
         super().__init__(_EngineFacingPolicy(policy, self), *args, **kwargs)
         logger.info("memlens: RTC with memory: memory is written once per %d executed frames, as in training",
                     policy.memory.stride)
@@ -103,7 +102,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
         memory = self.memory_policy.memory
         logger.info("memlens: memory wrote %d segments over %d executed frames of the last episode (%d by "
                     "prefix-only passes on boundaries no chunk was computed on)", memory.segments, memory.frame,
-                    self._boundary_writes)
+                    self._boundaries.written)
 
     @property
     def _obs_holder(self) -> _FrameTaggedObs:
@@ -124,8 +123,7 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
             self._obs_holder["obs"] = obs
             self._obs_holder.frame = frame
         if self.uses_memory and frame % memory.stride == 0 and frame >= memory.next_boundary:
-            with self._boundary_lock:
-                self._boundary_obs[frame] = (memory.episode, obs)
+            self._boundaries.keep(frame, memory.episode, obs)
 
     def get_action(self, obs_frame: dict | None) -> torch.Tensor | None:
         action = super().get_action(obs_frame)
@@ -134,29 +132,22 @@ class MemoryRTCInferenceEngine(RTCInferenceEngine):
         return action
 
     def reset(self) -> None:
-        with self._boundary_lock:
-            self._boundary_obs.clear()
-            self._boundary_writes = 0  # counted per episode, like memory.segments
+        self._boundaries.clear()  # writes are counted per episode, like memory.segments
         super().reset()  # policy.reset(): a new memory episode; the clock restarts at frame 0
 
     def write_owed_memory(self, *, before: int) -> int:
         """Write the memory of every kept boundary observation older than frame `before` that no chunk
         wrote (RTC thread, in frame order). Returns how many were written."""
-        memory = self.memory_policy.memory
-        with self._boundary_lock:
-            owed = sorted(f for f in self._boundary_obs if f < before)
-            items = [(f, *self._boundary_obs.pop(f)) for f in owed]
-        written = 0
-        for frame, episode, obs in items:
-            if episode != memory.episode or not memory.needs_write(frame):
-                continue
-            batch = build_dataset_frame(self._hw_features, obs, prefix="observation")
-            batch = prepare_observation_for_inference(batch, torch.device(self._device), self._task,
-                                                      self._robot.robot_type)
-            batch["task"] = [self._task]
-            written += bool(self.memory_policy.write_memory(self._preprocessor(batch), frame=frame))
-        self._boundary_writes += written
-        return written
+        return self._boundaries.write_owed(self.memory_policy, before=before,
+                                           episode=self.memory_policy.memory.episode, to_batch=self._to_batch)
+
+    def _to_batch(self, obs: dict) -> dict:
+        """A raw observation through the same steps as lerobot's RTC loop."""
+        batch = build_dataset_frame(self._hw_features, obs, prefix="observation")
+        batch = prepare_observation_for_inference(batch, torch.device(self._device), self._task,
+                                                  self._robot.robot_type)
+        batch["task"] = [self._task]
+        return self._preprocessor(batch)
 
 
 def rtc_engine_for(policy, *args, **kwargs) -> RTCInferenceEngine:

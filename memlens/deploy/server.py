@@ -23,7 +23,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import pickle  # nosec - the same transport as lerobot's server; see the module docstring
-import threading
 from concurrent import futures
 
 import grpc
@@ -34,6 +33,7 @@ from lerobot.async_inference.policy_server import PolicyServer
 from lerobot.transport import services_pb2_grpc
 
 import memlens.plugin  # noqa: F401  (registers smolvla_rmt)
+from memlens.deploy.boundaries import BoundaryObservations
 from memlens.deploy.messages import MemoryTimedAction, MemoryTimedObservation
 from memlens.errors import UserError
 from memlens.policy import memory_tokens
@@ -72,8 +72,7 @@ class MemoryPolicyServer(PolicyServer):
         super().__init__(config)
         if MEMORY_TYPE not in lerobot_server.SUPPORTED_POLICIES:  # the list lerobot's server checks
             lerobot_server.SUPPORTED_POLICIES.append(MEMORY_TYPE)
-        self._memory_lock = threading.Lock()
-        self._boundary_obs: dict[int, MemoryTimedObservation] = {}
+        self._boundaries = BoundaryObservations()  # frame -> (client episode, observation)
         self._episode: int | None = None
         self._current: MemoryTimedObservation | None = None
         self.on_policy_loaded: list = []  # callables(server), run after each SendPolicyInstructions
@@ -83,9 +82,8 @@ class MemoryPolicyServer(PolicyServer):
         return self.policy is not None and bool(memory_tokens(self.policy.config))
 
     def _reset_memory(self, episode: int | None = None) -> None:
-        with self._memory_lock:
-            self._boundary_obs.clear()
-            self._episode = episode
+        self._boundaries.clear()
+        self._episode = episode
         if self.policy is not None:
             self.policy.reset()  # a chunk still computing for the old episode commits nothing
         with self._predicted_timesteps_lock:
@@ -126,8 +124,7 @@ class MemoryPolicyServer(PolicyServer):
         if obs.episode != self._episode:
             self._reset_memory(obs.episode)
         if obs.boundary:
-            with self._memory_lock:
-                self._boundary_obs[obs.frame] = obs
+            self._boundaries.keep(obs.frame, obs.episode, obs)
         if not obs.for_action:
             return False
         return super()._enqueue_observation(obs)
@@ -150,17 +147,12 @@ class MemoryPolicyServer(PolicyServer):
 
     def write_owed_memory(self, *, before: int) -> int:
         """Write the memory of every boundary observation older than frame `before` that no chunk wrote."""
-        with self._memory_lock:
-            owed = sorted(f for f in self._boundary_obs if f < before)
-            items = [self._boundary_obs.pop(f) for f in owed]
-        written = 0
-        for obs in items:
-            if obs.episode != self._episode or not self.policy.memory.needs_write(obs.frame):
-                continue
-            batch = raw_observation_to_observation(obs.get_observation(), self.lerobot_features,
-                                                   self.policy_image_features)
-            written += bool(self.policy.write_memory(self.preprocessor(batch), frame=obs.frame))
-        return written
+        return self._boundaries.write_owed(self.policy, before=before, episode=self._episode, to_batch=self._to_batch)
+
+    def _to_batch(self, obs: MemoryTimedObservation) -> dict:
+        """A received observation through the same steps as lerobot's `_predict_action_chunk`."""
+        batch = raw_observation_to_observation(obs.get_observation(), self.lerobot_features, self.policy_image_features)
+        return self.preprocessor(batch)
 
 
 def check_host(host: str, *, allow_remote: bool = False) -> str | None:
