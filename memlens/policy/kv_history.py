@@ -2,7 +2,7 @@
 
 lerobot's `SmolVLMWithExpertModel` computes attention in `eager_attention_forward(attention_mask,
 batch_size, head_dim, query_states, key_states, value_states)` with post-RoPE tensors shaped
-`[B, L, heads, head_dim]`. A `KVHistorySession` is attached to the backbone for one forward pass;
+`[B, L, heads, head_dim]`. A `KVHistorySession` is attached to the backbone (`backbone.py`) for one prefix call;
 at each prefix attention call it records the prefix keys/values (the next segment's history) and,
 when a history is given, prepends it to the keys/values with a mask that lets only the memory-token
 rows see it. Denoising calls (no session) are untouched, so the KV cache of the current prefix is
@@ -86,18 +86,3 @@ class KVHistorySession:
                 "SmolVLMWithExpertModel.forward has changed its layer structure."
             )
         return self.recorded
-
-
-class SmolVLMWithExpertKVHistory(SmolVLMWithExpertModel):
-    """lerobot's backbone, whose attention consults an attached `KVHistorySession` (if any)."""
-
-    kv_session: KVHistorySession | None = None
-
-    def eager_attention_forward(self, attention_mask, batch_size, head_dim, query_states, key_states, value_states):
-        if self.kv_session is not None:
-            attention_mask, key_states, value_states = self.kv_session.on_attention(
-                attention_mask, query_states, key_states, value_states
-            )
-        return super().eager_attention_forward(
-            attention_mask, batch_size, head_dim, query_states, key_states, value_states
-        )

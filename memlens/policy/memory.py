@@ -72,6 +72,9 @@ class SegmentMemory:
         self._initial = initial
         self._lock = threading.RLock()
         self.listeners: list[Callable[[MemoryCommit], None]] = []
+        # called as f(memory, batch_size) at the start of every computation that reads memory, before it
+        # reads: an intervention may `set` the memory there (memlens.interventions.MemoryOverride)
+        self.before_read: list[Callable[[SegmentMemory, int], None]] = []
         self.episode = -1
         self.reset()
 
@@ -145,6 +148,8 @@ class SegmentMemory:
                     "async server, serve through memlens (`memlens.deploy`), which writes memory on every boundary "
                     "observation."
                 )
+            for hook in list(self.before_read):
+                hook(self, batch_size)
             ticket = ChunkTicket(self.episode, frame, frame == self.next_boundary, self.read(batch_size),
                                  self.kv_history)
             self.last_computed = ticket

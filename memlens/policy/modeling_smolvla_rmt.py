@@ -33,11 +33,10 @@ annotation of `__init__` as a class, see its `test_get_policy_and_config_classes
 
 import logging
 import math
+from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F  # noqa: N812
-from lerobot.policies.common.flow_matching import euler_integrate
-from lerobot.policies.common.vla_utils import make_att_2d_masks, pad_vector
+from lerobot.policies.common.vla_utils import pad_vector
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
@@ -45,7 +44,8 @@ from lerobot.utils.import_utils import require_package
 from torch import Tensor, nn
 
 from .configuration_smolvla_rmt import SmolVLARMTConfig
-from .kv_history import KVHistorySession, SmolVLMWithExpertKVHistory, layer_call_plan
+from .backbone import PrefixDone, PrefixPass, SmolVLMWithExpertMemory
+from .kv_history import KVHistorySession, layer_call_plan
 from .memory import KVHistory, SegmentMemory
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
             return
         self.mem_tokens = nn.Parameter(torch.empty(config.num_mem_tokens, 1, self.hidden_size))
         self.init_mem_tokens()
-        if config.read_mem_from_cache:
-            self.vlm_with_expert.__class__ = SmolVLMWithExpertKVHistory
+        self.vlm_with_expert.__class__ = SmolVLMWithExpertMemory  # reports its prefix call to a PrefixPass
         if not config.train_expert_only:
             # lerobot freezes the last VLM layer and final norm because stock SmolVLA never uses their
             # prefix output; with memory that output is the memory write, so they must learn.
@@ -101,7 +100,12 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
         return read, read
 
     def embed_prefix(self, images, img_masks, lang_tokens, lang_masks, state=None, mem: Tensor | None = None):
-        """Stock prefix, plus memory `[B, M, H]` (when given) inserted as documented in the module."""
+        """Stock prefix, plus memory `[B, M, H]` inserted as documented in the module: `mem`, or during a
+        memory pass (`_memory_pass`) the pass's memory, which lerobot's own methods reach this way."""
+        p = self.vlm_with_expert.prefix_pass if mem is None and self.mem_tokens is not None else None
+        if p is not None:
+            p.embed_calls += 1
+            mem = p.mem
         embs, pad_masks, att_masks = super().embed_prefix(images, img_masks, lang_tokens, lang_masks, state=state)
         if mem is None:
             return embs, pad_masks, att_masks
@@ -123,92 +127,66 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
             embs_parts.append(mem)
             pad_parts.append(mem_pad)
             att_parts.append(write_att)
-        return torch.cat(embs_parts, 1), torch.cat(pad_parts, 1), torch.cat(att_parts, 1)
+        pad = torch.cat(pad_parts, 1)
+        if p is not None:
+            p.prefix_pad = pad
+        return torch.cat(embs_parts, 1), pad, torch.cat(att_parts, 1)
+
+    @contextmanager
+    def _memory_pass(self, mem: Tensor, kv_history: KVHistory | None, *, write_only: bool = False):
+        """Attach a `PrefixPass` for one call of a lerobot method; checks the method made one prefix pass."""
+        p = PrefixPass(mem, lambda prefix_len, joint: self._kv_session(prefix_len, kv_history, joint=joint),
+                       write_only=write_only)
+        backbone = self.vlm_with_expert
+        backbone.prefix_pass = p
+        try:
+            yield p
+        except PrefixDone:
+            pass
+        finally:
+            backbone.prefix_pass = None
+        p.check("sample_actions" if write_only else "forward/sample_actions")
+
+    def _written(self, p: PrefixPass) -> tuple[Tensor, KVHistory | None]:
+        """The memory the pass wrote `[B, M, H]` (fp32) and, with `read_mem_from_cache`, its K/V history."""
+        mem_out = p.prefix_out[:, self.mem_slices(p.prefix_out.shape[1])[1]].to(torch.float32)
+        return mem_out, None if p.history_layers is None else (p.history_layers, p.prefix_pad)
 
     def _kv_session(self, prefix_len: int, history: KVHistory | None, *, joint: bool) -> KVHistorySession | None:
         if not self.config.read_mem_from_cache:
             return None
         read, write = self.mem_slices(prefix_len)
         rows = torch.cat([torch.arange(read.start, read.stop), torch.arange(write.start, write.stop)]).unique()
-        session = KVHistorySession(
+        return KVHistorySession(
             prefix_len=prefix_len,
             mem_rows=rows,
             history=None if history is None else history[0],
             history_mask=None if history is None else history[1],
             plan=layer_call_plan(self.vlm_with_expert, joint_with_expert=joint),
         )
-        self.vlm_with_expert.kv_session = session
-        return session
-
-    def _run_backbone(self, session, **kwargs):
-        try:
-            return self.vlm_with_expert.forward(**kwargs)
-        finally:
-            if session is not None:
-                self.vlm_with_expert.kv_session = None
 
     def forward_segment(
         self, images, img_masks, lang_tokens, lang_masks, state, actions, mem: Tensor,
         noise=None, time=None, kv_history: KVHistory | None = None,
     ) -> tuple[Tensor, Tensor, KVHistory | None]:
-        """One training segment: flow-matching losses `[B, chunk, max_action_dim]`, the written memory
-        `[B, M, H]` (fp32) and, with `read_mem_from_cache`, this segment's prefix K/V history."""
-        if noise is None:
-            noise = self.sample_noise(actions.shape, actions.device)
-        if time is None:
-            time = self.sample_time(actions.shape[0], actions.device)
-        t = time[:, None, None]
-        x_t = t * noise + (1 - t) * actions
-        u_t = noise - actions
-        prefix_embs, prefix_pad, prefix_att = self.embed_prefix(
-            images, img_masks, lang_tokens, lang_masks, state=state, mem=mem
-        )
-        suffix_embs, suffix_pad, suffix_att = self.embed_suffix(x_t, time)
-        pad_masks = torch.cat([prefix_pad, suffix_pad], dim=1)
-        att_2d = make_att_2d_masks(pad_masks, torch.cat([prefix_att, suffix_att], dim=1))
-        session = self._kv_session(prefix_embs.shape[1], kv_history, joint=True)
-        (prefix_out, suffix_out), _ = self._run_backbone(
-            session,
-            attention_mask=att_2d,
-            position_ids=torch.cumsum(pad_masks, dim=1) - 1,
-            past_key_values=None,
-            inputs_embeds=[prefix_embs, suffix_embs],
-            use_cache=False,
-        )
-        v_t = self.action_out_proj(suffix_out[:, -self.config.chunk_size :].to(torch.float32))
-        losses = F.mse_loss(u_t, v_t, reduction="none")
-        mem_out = prefix_out[:, self.mem_slices(prefix_embs.shape[1])[1]].to(torch.float32)
-        new_history = None if session is None else (session.finish(), prefix_pad)
-        return losses, mem_out, new_history
-
-    def _prefix_pass(self, images, img_masks, lang_tokens, lang_masks, state, mem, kv_history, *, use_cache):
-        """The prefix through the VLM: (prefix pad mask, memory written `[B, M, H]` fp32, K/V history or
-        None, the KV cache for denoising or None)."""
-        prefix_embs, prefix_pad, prefix_att = self.embed_prefix(
-            images, img_masks, lang_tokens, lang_masks, state=state, mem=mem
-        )
-        session = self._kv_session(prefix_embs.shape[1], kv_history, joint=False)
-        (prefix_out, _), past_key_values = self._run_backbone(
-            session,
-            attention_mask=make_att_2d_masks(prefix_pad, prefix_att),
-            position_ids=torch.cumsum(prefix_pad, dim=1) - 1,
-            past_key_values=None,
-            inputs_embeds=[prefix_embs, None],
-            use_cache=use_cache,
-        )
-        mem_out = prefix_out[:, self.mem_slices(prefix_embs.shape[1])[1]].to(torch.float32)
-        new_history = None if session is None else (session.finish(), prefix_pad)
-        return prefix_pad, mem_out, new_history, past_key_values
+        """One training segment through lerobot's own `VLAFlowMatching.forward`: flow-matching losses
+        `[B, chunk, max_action_dim]`, the written memory `[B, M, H]` (fp32) and, with `read_mem_from_cache`,
+        this segment's prefix K/V history."""
+        with self._memory_pass(mem, kv_history) as p:
+            losses = VLAFlowMatching.forward(self, images, img_masks, lang_tokens, lang_masks, state, actions,
+                                             noise=noise, time=time)
+        return (losses, *self._written(p))
 
     def write_memory(self, images, img_masks, lang_tokens, lang_masks, state, mem: Tensor,
                      kv_history: KVHistory | None = None) -> tuple[Tensor, KVHistory | None]:
         """The memory a chunk computation on this observation would write `[B, M, H]` (fp32), from the
-        prefix pass alone (no denoising), and the K/V history with `read_mem_from_cache`."""
-        # use_cache=True as in sample_actions (lerobot's prefix-only path needs it); the cache is dropped.
-        _, mem_out, new_history, _ = self._prefix_pass(
-            images, img_masks, lang_tokens, lang_masks, state, mem, kv_history, use_cache=True
-        )
-        return mem_out, new_history
+        prefix pass of lerobot's `sample_actions` alone (stopped before denoising), and the K/V history with
+        `read_mem_from_cache`."""
+        # Fixed noise: lerobot would draw it (and move the RNG) before the prefix pass; it is never used.
+        noise = torch.zeros(state.shape[0], self.config.chunk_size, self.config.max_action_dim, device=state.device)
+        with self._memory_pass(mem, kv_history, write_only=True) as p:
+            VLAFlowMatching.sample_actions(self, images, img_masks, lang_tokens, lang_masks, state, noise=noise)
+        return self._written(p)
 
     def sample_actions(
         self, images, img_masks, lang_tokens, lang_masks, state, noise=None,
@@ -216,30 +194,15 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
     ):
         """Without `mem`: stock SmolVLA, returns actions `[B, chunk, max_action_dim]`.
 
-        With `mem` `[B, M, H]`: returns `(actions, mem_out [B, M, H] fp32, kv_history or None)`. The
-        memory is read from the prefix pass that fills the KV cache; denoising is unchanged.
+        With `mem` `[B, M, H]`: lerobot's own `sample_actions` with the memory in its prefix; returns
+        `(actions, mem_out [B, M, H] fp32, kv_history or None)`. The memory is read from the prefix pass
+        that fills the KV cache; denoising is unchanged.
         """
         if mem is None:
             return super().sample_actions(images, img_masks, lang_tokens, lang_masks, state, noise=noise, **kwargs)
-        bsize, device = state.shape[0], state.device
-        if noise is None:
-            noise = self.sample_noise((bsize, self.config.chunk_size, self.config.max_action_dim), device)
-        prefix_pad, mem_out, new_history, past_key_values = self._prefix_pass(
-            images, img_masks, lang_tokens, lang_masks, state, mem, kv_history, use_cache=self.config.use_cache
-        )
-        actions = euler_integrate(
-            lambda x_t, timestep: self.denoise_step(
-                x_t=x_t, prefix_pad_masks=prefix_pad, past_key_values=past_key_values, timestep=timestep
-            ),
-            noise,
-            self.config.num_steps,
-            rtc_processor=self.rtc_processor,
-            rtc_enabled=self._rtc_enabled(),
-            inference_delay=kwargs.get("inference_delay"),
-            prev_chunk_left_over=kwargs.get("prev_chunk_left_over"),
-            execution_horizon=kwargs.get("execution_horizon"),
-        )
-        return actions, mem_out, new_history
+        with self._memory_pass(mem, kv_history) as p:
+            actions = super().sample_actions(images, img_masks, lang_tokens, lang_masks, state, noise=noise, **kwargs)
+        return (actions, *self._written(p))
 
 
 class SmolVLARMTPolicy(SmolVLAPolicy):
@@ -272,6 +235,11 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
         """Clear the action queue and the memory (call at every episode start)."""
         super().reset()
         self.memory.reset()
+
+    def drop_queued_actions(self) -> None:
+        """Forget the queued actions (memory untouched): the next `select_action` computes a chunk, e.g. to
+        replan, or to time chunk computations back to back."""
+        self._queues[ACTION].clear()
 
     # The guide's names for the memory state, kept readable (and settable) for its snippets.
     @property

@@ -1,0 +1,91 @@
+"""lerobot's SmolVLM-with-expert backbone, with one slot memlens fills for the length of one memory pass.
+
+The memory model runs lerobot's own `VLAFlowMatching.forward` (training) and `sample_actions`
+(inference) unchanged. What memory adds happens in two places lerobot already calls: `embed_prefix`
+(the model inserts the memory tokens) and this backbone's `forward`, which, while a `PrefixPass` is
+attached, sees the one prefix call of that method (the call whose `inputs_embeds[0]` is the prefix):
+it attaches the `read_mem_from_cache` K/V session for that call only, keeps the prefix output (where the
+memory is written) and, for a write-only pass, stops lerobot's method right after the prefix (no
+denoising). `PrefixPass.check` fails loudly when lerobot's method no longer makes exactly one
+`embed_prefix` call and one prefix call of the backbone: the drift check for a lerobot upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
+from torch import Tensor
+
+from .kv_history import KVHistorySession
+
+
+class PrefixDone(Exception):
+    """Raised by the backbone after the prefix call of a write-only pass (caught by the pass's owner)."""
+
+
+class CompositionDriftError(RuntimeError):
+    """lerobot's VLAFlowMatching no longer calls embed_prefix / the backbone as the memory model relies on."""
+
+
+@dataclass
+class PrefixPass:
+    """One memory pass through a lerobot method: the memory to insert and what the prefix call gave."""
+
+    mem: Tensor  # [B, M, H], inserted by embed_prefix
+    open_session: Callable[[int, bool], KVHistorySession | None]  # (prefix length, joint with expert)
+    write_only: bool = False
+    embed_calls: int = 0
+    prefix_calls: int = 0
+    prefix_pad: Tensor | None = None
+    prefix_out: Tensor | None = None
+    history_layers: list | None = None
+
+    def check(self, method: str) -> None:
+        if self.embed_calls != 1 or self.prefix_calls != 1:
+            raise CompositionDriftError(
+                f"lerobot's VLAFlowMatching.{method} made {self.embed_calls} embed_prefix call(s) and "
+                f"{self.prefix_calls} prefix call(s) of the backbone; the memory model expects exactly one of each "
+                "(lerobot 0.6.x). The installed lerobot changed the method memlens composes: install lerobot 0.6.x "
+                "or a memlens release that supports this one."
+            )
+
+
+class SmolVLMWithExpertMemory(SmolVLMWithExpertModel):
+    """lerobot's backbone, whose attention consults an attached `KVHistorySession` and whose forward
+    reports its prefix call to an attached `PrefixPass` (neither attached: stock behaviour)."""
+
+    kv_session: KVHistorySession | None = None
+    prefix_pass: PrefixPass | None = None
+
+    def forward(self, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
+                use_cache=None):
+        p = self.prefix_pass
+        if p is None or inputs_embeds is None or inputs_embeds[0] is None:  # no pass, or a denoising step
+            return super().forward(attention_mask=attention_mask, position_ids=position_ids,
+                                   past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache)
+        p.prefix_calls += 1
+        self.kv_session = p.open_session(inputs_embeds[0].shape[1], inputs_embeds[1] is not None)
+        try:
+            # A write-only pass keeps use_cache=True as sample_actions' default (lerobot's prefix-only path needs it).
+            out = super().forward(attention_mask=attention_mask, position_ids=position_ids,
+                                  past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+                                  use_cache=True if p.write_only else use_cache)
+            if self.kv_session is not None:
+                p.history_layers = self.kv_session.finish()
+        finally:
+            self.kv_session = None
+        (p.prefix_out, _), _ = out
+        if p.write_only:
+            raise PrefixDone
+        return out
+
+    def eager_attention_forward(self, attention_mask, batch_size, head_dim, query_states, key_states, value_states):
+        if self.kv_session is not None:
+            attention_mask, key_states, value_states = self.kv_session.on_attention(
+                attention_mask, query_states, key_states, value_states
+            )
+        return super().eager_attention_forward(
+            attention_mask, batch_size, head_dim, query_states, key_states, value_states
+        )
