@@ -221,7 +221,7 @@ def fmt_s(s: float) -> str:
 
 def jit_warmup() -> float:
     """Two small fits (spectral and PCA init, the two paths the app's fit can take) on random states."""
-    from memlens.analysis.embedding import MemoryEmbedding
+    from memlens.analysis.estimators import MemoryEmbedding
 
     x = np.random.default_rng(0).normal(size=(5000, M * H)).astype(np.float32)
     t0 = time.perf_counter()

@@ -39,14 +39,14 @@ def build(size: str, workdir: Path):
 
     from memlens.models import full_size_smolvla_kwargs, install_vlm, tiny_smolvla_kwargs
     from memlens.policy import SmolVLARMTConfig, SmolVLARMTPolicy
-    from memlens.replay import LoadedPolicy
+    from memlens.runtime import LoadedPolicy
     from memlens.tasks.record import record_dataset
 
     install_vlm("tiny" if size == "tiny" else "full")
     data = workdir / "data"
     if not data.exists():
         record_dataset(root=data, repo_id="local/data", variant="short", n_episodes=8, progress=False)
-    from memlens.replay import open_dataset
+    from memlens.runtime.replay import open_dataset
 
     ds = open_dataset(data)
     kwargs = tiny_smolvla_kwargs() if size == "tiny" else {**full_size_smolvla_kwargs(), "chunk_size": 10, "n_action_steps": 10}
@@ -76,7 +76,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args(argv)
     print("command: python " + " ".join([sys.argv[0], *sys.argv[1:]]))
-    from memlens.capture.run import replay_batch
+    from memlens.capture.config import CaptureConfig
+    from memlens.capture.dataset import replay_batch
 
     for size in args.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +86,7 @@ def main(argv=None) -> None:
             configs = {
                 "plain replay": lambda: [replay_batch(loaded, ds, [e], record=False) for e in eps],
                 "capture: memory": lambda: [replay_batch(loaded, ds, [e]) for e in eps],
-                "capture: + attention summaries": lambda: [replay_batch(loaded, ds, [e], attention=True) for e in eps],
+                "capture: + attention summaries": lambda: [replay_batch(loaded, ds, [e], config=CaptureConfig(attention=True)) for e in eps],
                 f"capture: memory, batch {args.batch}": lambda: [replay_batch(loaded, ds, eps[i:i + args.batch])
                                                                  for i in range(0, len(eps), args.batch)],
             }

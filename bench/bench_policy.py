@@ -338,7 +338,7 @@ def bench_inference(size: str, device: torch.device, reps: int, pair_reps: int, 
     switch = Switcher(policy, device)
 
     def chunk():
-        policy._queues[ACTION].clear()  # empty queue: select_action computes a new chunk
+        policy.drop_queued_actions()  # empty queue: select_action computes a new chunk
         return policy.select_action(dict(batch), noise=noise)
 
     res = {cfg: defaultdict(list) for cfg in MEM_CONFIGS}
@@ -417,7 +417,7 @@ def bench_inference(size: str, device: torch.device, reps: int, pair_reps: int, 
             round_ = {}
             for m, at_end in MEM_CONFIGS[rep % n:] + MEM_CONFIGS[: rep % n]:
                 switch.activate(m, at_end)
-                policy._queues[ACTION].clear()
+                policy.drop_queued_actions()
                 sync(device)
                 w0 = time.perf_counter()
                 try:

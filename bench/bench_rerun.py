@@ -42,10 +42,10 @@ BIN = Path(sys.executable).parent
 
 def build_stores(workdir: Path) -> list[Path]:
     """The fixture's recipe: tiny memory checkpoint, then captured medium and extra-long cue-recall episodes."""
-    from memlens.capture.run import capture
+    from memlens.capture.dataset import capture
     from memlens.models import install_vlm
     from memlens.tasks.record import record_dataset
-    from memlens.train import tiny_train_args
+    from memlens.workflows.train import tiny_train_args
 
     os.environ.setdefault("HF_HOME", str(workdir / "hf"))
     install_vlm("tiny", hf_home=os.environ["HF_HOME"])

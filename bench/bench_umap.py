@@ -36,7 +36,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from memlens.analysis.embedding import MemoryEmbedding  # noqa: E402
+from memlens.analysis.estimators import MemoryEmbedding  # noqa: E402
 
 M, H, LATENT, STEPS = 4, 960, 8, 50
 
@@ -95,7 +95,7 @@ def main() -> None:
     print(f"{'config':<16} {'PCA 50 (s)':>10} {'fit wall (s)':>13} {'fit CPU (s)':>12} {'wall <= 60 s':>13}")
     for name in args.configs.split(","):
         pca_s, wall, cpu, emb = timed_fit(x, **CONFIGS[name])
-        spread = np.ptp(emb.embedding_.coords, axis=0)
+        spread = np.ptp(emb.embedding_, axis=0)
         print(f"{name:<16} {pca_s:>10.1f} {wall:>13.1f} {cpu:>12.1f} {'yes' if wall <= 60 else 'no':>13}   "
               f"(init {emb.init_}, {emb.n_epochs_} epochs, n_neighbors {emb.n_neighbors_}, "
               f"map extent {spread[0]:.1f} x {spread[1]:.1f})", flush=True)

@@ -18,23 +18,22 @@ import numpy as np
 
 
 def sweep(ckpt: str, env_name: str, delays: list[int], n_episodes: int = 50, seed: int = 100_000) -> dict[int, float]:
-    from lerobot.envs.factory import make_env, make_env_pre_post_processors
-
-    from memlens.analysis.interventions import _load, _rollout
+    from memlens.interventions.env import _rollout
+    from memlens.runtime import load_policy
+    from memlens.runtime.rollout import single_env
     from memlens.tasks.envs import make_env_config
 
-    loaded = _load(ckpt, "cpu")
+    loaded = load_policy(ckpt)
     out = {}
     for delay in delays:
         cfg = make_env_config(env_name, variant="short", delay_steps=delay)
-        env = next(iter(next(iter(make_env(cfg, n_envs=10, use_async_envs=False).values())).values()))
-        pre, post = make_env_pre_post_processors(cfg, loaded.config)
+        env = single_env(loaded, cfg, 10)
         success = []
         try:
             for b in range(0, n_episodes, 10):
                 seeds = [seed + i for i in range(b, min(b + 10, n_episodes))]
                 seeds += [seeds[-1]] * (10 - len(seeds))  # pad the batch; padded rows are not counted
-                rows = _rollout(loaded, env, pre, post, seeds, seed)
+                rows = _rollout(loaded, env, seeds, seed)
                 success += [r["success"] for r in rows[: min(10, n_episodes - b)]]
         finally:
             env.close()

@@ -22,16 +22,14 @@ def first_moves(ckpt: str, env_name: str, variant: str, n_episodes: int = 50,
                 seed: int = 100_000) -> tuple[Counter, float]:
     import torch
 
-    from lerobot.envs.factory import make_env, make_env_pre_post_processors
-
-    from memlens.analysis.interventions import _load, rollout_data
+    from memlens.runtime import load_policy
+    from memlens.runtime.rollout import rollout, single_env
     from memlens.tasks.envs import make_env_config
     from memlens.tasks.worlds import MemoryWorld, target_positions
 
-    loaded = _load(ckpt, "cpu")
+    loaded = load_policy(ckpt)
     cfg = make_env_config(env_name, variant=variant)
-    env = next(iter(next(iter(make_env(cfg, n_envs=10, use_async_envs=False).values())).values()))
-    pre, post = make_env_pre_post_processors(cfg, loaded.config)
+    env = single_env(loaded, cfg, 10)
     targets = target_positions(cfg._spec.task, cfg._spec.n_targets)
     go, chunk = cfg._spec.go_start, loaded.config.n_action_steps  # the first go frames, one chunk long
     world = MemoryWorld(cfg._spec)  # the env auto-resets after an episode: replay each seed's labels here
@@ -41,7 +39,7 @@ def first_moves(ckpt: str, env_name: str, variant: str, n_episodes: int = 50,
         for b in range(0, n_episodes, 10):
             seeds = [seed + i for i in range(b, min(b + 10, n_episodes))]
             seeds += [seeds[-1]] * (10 - len(seeds))  # pad the batch; padded rows are not counted
-            data = rollout_data(loaded, env, pre, post, seeds, None)
+            data = rollout(loaded, env, seeds)
             for row in range(min(10, n_episodes - b)):
                 world.reset(seed=seeds[row])
                 labels = world.labels

@@ -34,8 +34,8 @@ def main():
     args = parser.parse_args()
     import torch
 
-    from memlens.analysis.interventions import intervene_env
-    from memlens.replay import load_policy
+    from memlens.interventions import intervene_env
+    from memlens.runtime import load_policy
 
     torch.set_num_threads(1)
     loaded = load_policy(args.ckpt)

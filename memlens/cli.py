@@ -67,13 +67,10 @@ def record(
     """
     from memlens.tasks.record import record_dataset
 
-    try:
-        path = record_dataset(
-            root=out, repo_id=repo_id or f"local/{out.name}", task=task, variant=variant,
-            n_episodes=n_episodes, seed=seed, n_targets=n_targets,
-        )
-    except (ValueError, FileExistsError) as exc:
-        _fail(str(exc))
+    path = record_dataset(
+        root=out, repo_id=repo_id or f"local/{out.name}", task=task, variant=variant,
+        n_episodes=n_episodes, seed=seed, n_targets=n_targets,
+    )
     typer.echo(f"dataset written to {path}")
 
 
@@ -92,7 +89,7 @@ def train(ctx: typer.Context):
     --policy.num_mem_tokens=4 --policy.n_mem_segments=4 --dataset.repo_id=local/cue
     --dataset.root=data/cue --output_dir=outputs/rmt --steps=200 --batch_size=8
     """
-    from memlens.train import run_lerobot_train
+    from memlens.workflows.train import run_lerobot_train
 
     run_lerobot_train(list(ctx.args))
 
@@ -150,12 +147,9 @@ def inspect(
 
     Example:  memlens inspect outputs/rmt/checkpoints/last/pretrained_model --dataset data/cue_short
     """
-    from memlens.inspect import inspect_checkpoint
+    from memlens.runtime.debug import inspect_checkpoint
 
-    try:
-        inspect_checkpoint(ckpt, dataset=dataset, root=root, episode=episode, device=device)
-    except (UserError, FileNotFoundError, ValueError, KeyError, IndexError) as exc:
-        _fail(str(exc))
+    inspect_checkpoint(ckpt, dataset=dataset, root=root, episode=episode, device=device)
 
 
 def parse_episodes(spec: str | None) -> list[int] | None:
@@ -193,29 +187,26 @@ def compare(
     """
     from rich.progress import Progress
 
-    from memlens.evaluate import compare_in_env, compare_on_dataset, write_results
-    from memlens.report import print_comparison
+    from memlens.workflows.evaluate import compare_in_env, compare_on_dataset, write_results
+    from memlens.workflows.report import print_comparison
 
     ckpts = {"baseline": baseline, "memory": memory}
-    try:
-        if (env is None) == (dataset is None):
-            raise UserError("pass exactly one of --env NAME (closed loop) or --dataset PATH (offline action error).")
-        with Progress(transient=True) as bar:
-            if env is not None:
-                n_variants = len(variants.split(",")) if variants else 5
-                task = bar.add_task("evaluating", total=2 * n_variants)
-                results = compare_in_env(
-                    ckpts, env, variants=variants.split(",") if variants else None, n_episodes=n_episodes,
-                    batch_size=batch_size, seed=seed, device=device,
-                    progress=lambda r: bar.update(task, advance=1, description=f"{r.variant}: {r.policy} {100 * r.success_rate:.0f}%"),
-                )
-            else:
-                eps = parse_episodes(episodes)
-                task = bar.add_task("replaying", total=None)
-                results = compare_on_dataset(ckpts, dataset, root=root, episodes=eps, device=device,
-                                             progress=lambda name, ep: bar.update(task, advance=1, description=f"{name} episode {ep}"))
-    except (UserError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    if (env is None) == (dataset is None):
+        raise UserError("pass exactly one of --env NAME (closed loop) or --dataset PATH (offline action error).")
+    with Progress(transient=True) as bar:
+        if env is not None:
+            n_variants = len(variants.split(",")) if variants else 5
+            task = bar.add_task("evaluating", total=2 * n_variants)
+            results = compare_in_env(
+                ckpts, env, variants=variants.split(",") if variants else None, n_episodes=n_episodes,
+                batch_size=batch_size, seed=seed, device=device,
+                progress=lambda r: bar.update(task, advance=1, description=f"{r.variant}: {r.policy} {100 * r.success_rate:.0f}%"),
+            )
+        else:
+            eps = parse_episodes(episodes)
+            task = bar.add_task("replaying", total=None)
+            results = compare_on_dataset(ckpts, dataset, root=root, episodes=eps, device=device,
+                                         progress=lambda name, ep: bar.update(task, advance=1, description=f"{name} episode {ep}"))
     write_results(results, output)
     print_comparison(results)
     typer.echo(f"results written to {output}")
@@ -248,11 +239,14 @@ def capture_cmd(
     """
     from rich.progress import Progress
 
+    from memlens.capture.config import CaptureConfig
+    from memlens.capture.dataset import capture
     from memlens.capture.live import capture_env
-    from memlens.capture.run import capture
 
     if (env is None) == (dataset is None):
         raise UserError("pass a DATASET to replay, or --env NAME to capture live rollouts (not both).")
+    config = CaptureConfig(attention=attention, full_attention=full_attention, hidden=hidden,
+                           attention_only=attention_only, batch_episodes=batch_episodes, device=device)
     eps = parse_episodes(episodes)
     with Progress() as bar:
         task = bar.add_task("capturing", total=None)
@@ -262,13 +256,11 @@ def capture_cmd(
                        description="resuming: committed episodes skipped" if kind == "skip" else "capturing")
 
         if env is not None:
-            store = capture_env(ckpt, env, str(out), n_episodes=n_episodes, variant=variant, seed=seed,
-                                attention=attention, hidden=hidden, batch_episodes=batch_episodes, device=device,
-                                overwrite=overwrite, attention_only=attention_only, progress=progress)
+            store = capture_env(ckpt, env, str(out), n_episodes=n_episodes, variant=variant, seed=seed, config=config,
+                                overwrite=overwrite, progress=progress)
         else:
-            store = capture(ckpt, dataset, str(out), root=root, episodes=eps, attention=attention,
-                            full_attention=full_attention, hidden=hidden, batch_episodes=batch_episodes,
-                            device=device, overwrite=overwrite, attention_only=attention_only, progress=progress)
+            store = capture(ckpt, dataset, str(out), root=root, episodes=eps, config=config, overwrite=overwrite,
+                            progress=progress)
     typer.echo(f"{len(store.episodes())} episodes in {out}")
 
 
@@ -301,7 +293,7 @@ def intervene(
 
     from rich.progress import Progress
 
-    from memlens.analysis.interventions import intervene_env, intervene_replay
+    from memlens.interventions import intervene_env, intervene_replay
 
     if (env is None) == (dataset is None):
         raise UserError("pass a DATASET to replay, or --env NAME for closed-loop rollouts (not both).")
@@ -388,7 +380,7 @@ def experiment(
     Example:  memlens experiment --out artifacts/experiment --tasks cue_recall --n-episodes 50
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from memlens.experiment import TRAIN_VARIANTS, ExperimentConfig, run_experiment
+    from memlens.workflows.experiment import TRAIN_VARIANTS, ExperimentConfig, run_experiment
 
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
     unknown = [t for t in chosen if t not in TRAIN_VARIANTS]
@@ -435,7 +427,7 @@ def rerun_cmd(
     grpc_port: int = typer.Option(9876, help="gRPC port the web viewer reads from (--serve)."),
     images: str = typer.Option("auto", help="Camera frames: auto (raw, JPEG above 256x256), raw, jpeg or none."),
     umap: bool = typer.Option(True, "--umap/--no-umap", help="Fit a UMAP of the store's memory states."),
-    embedding: Path = typer.Option(None, help="Points of an embedding saved with MemoryEmbedding.save, instead of a fit."),
+    embedding: Path = typer.Option(None, help="Points of an embedding saved with MemoryMap.save, instead of a fit."),
 ):
     """Show one captured episode in Rerun: cameras, memory norms and heat map, attention, UMAP, actions, labels.
 
@@ -474,7 +466,7 @@ def demo(
     Example:  memlens demo --steps 300
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo uses only locally built models
-    from memlens.demo import run_demo
+    from memlens.workflows.demo import run_demo
 
     run_demo(workdir=workdir, steps=steps, serve=serve, port=port)
 

@@ -11,6 +11,6 @@ if [ -n "$BASE" ]; then   # real SmolVLA: fine-tune from the checkpoint, memory 
     --dataset.repo_id="$DATASET" --output_dir="$OUT" --batch_size="$BATCH" --steps="$STEPS" --policy.device=cuda
 fi
 exec "${PYTHON:-python}" -c "
-from memlens.train import run_lerobot_train, tiny_train_args
+from memlens.workflows.train import run_lerobot_train, tiny_train_args
 run_lerobot_train(tiny_train_args(dataset_root='$ROOT', output_dir='$OUT', steps=$STEPS, batch_size=$BATCH,
                                   num_mem_tokens=0, n_mem_segments=$K, optimizer_lr=3e-4))"

@@ -12,6 +12,6 @@ if [ -n "$BASE" ]; then   # every SmolVLA weight loads; model.mem_tokens starts 
     --dataset.repo_id="$DATASET" --output_dir="$OUT" --batch_size="$BATCH" --steps="$STEPS" --policy.device=cuda
 fi
 exec "${PYTHON:-python}" -c "
-from memlens.train import run_lerobot_train, tiny_train_args
+from memlens.workflows.train import run_lerobot_train, tiny_train_args
 run_lerobot_train(tiny_train_args(dataset_root='$ROOT', output_dir='$OUT', steps=$STEPS, batch_size=$BATCH,
                                   num_mem_tokens=$M, n_mem_segments=$K, optimizer_lr=3e-4))"

@@ -37,7 +37,7 @@ With the demo's short training the memory is only partly trained; run `memlens e
 policies that solve the memory tasks, and point this notebook at their checkpoints (`CKPT` below)."""),
     ("code", SETUP),
     ("md", "## 1. Train (the demo: dataset, recurrent training, capture)"),
-    ("code", '''from memlens.demo import run_demo
+    ("code", '''from memlens.workflows.demo import run_demo
 
 CKPT = run_demo(workdir=WORK / "demo", steps=2 if FAST else 300, n_episodes=8 if FAST else 30)
 CKPT'''),
@@ -46,7 +46,7 @@ CKPT'''),
 The demo trained on short delays; here we record a dataset where the cue disappears 30 frames before the agent
 may move, and capture memory, attention and hidden states at every step. `hidden=True` also records the
 memory-free observation embedding the probes use as a baseline."""),
-    ("code", '''from memlens.capture.run import capture
+    ("code", '''from memlens.capture.dataset import capture
 from memlens.tasks.record import record_dataset
 
 DATA = WORK / "data" / "cue_medium"
@@ -61,7 +61,7 @@ print(len(store.episodes()), "episodes;", {n: s for n, s in ep.shapes.items() if
 
 **Heat map** of memory-token norms over the steps of one episode, and averaged over episodes (`value="delta"`
 shows the norm of each update's change instead: memory states are RMSNorm outputs, so raw norms are nearly flat)."""),
-    ("code", '''from memlens.analysis import memory_heatmap, memory_dynamics, memory_umap, MemoryEmbedding, load_embedding_points
+    ("code", '''from memlens.analysis import memory_heatmap, memory_dynamics, memory_umap, fit_map, MemoryMap, load_embedding_points
 
 hm = memory_heatmap(TRACES, episode=0)
 print("heat map (updates x tokens):", hm.values.shape)
@@ -77,11 +77,11 @@ if SHOW:
     dyn.figure.show()'''),
     ("md", """**UMAP trajectories**: fit on the memory states of all episodes (PCA to 50 dimensions first), draw each
 episode's path coloured by the cue. Save the fitted embedding and project new episodes into the same map."""),
-    ("code", '''emb = MemoryEmbedding(random_state=0).fit(TRACES)
-print(emb.embedding_.coords.shape)
-emb.save(WORK / "umap_cue")                       # embedding.npz (plain arrays) + reducer.joblib (pickle: trusted files only)
+    ("code", '''umap_map = fit_map(TRACES, random_state=0)      # a MemoryEmbedding (scikit-learn estimator) fitted on the store's rows
+print(umap_map.points.coords.shape)
+umap_map.save(WORK / "umap_cue")                  # embedding.npz (plain arrays) + reducer.joblib (pickle: trusted files only)
 points = load_embedding_points(WORK / "umap_cue")  # the coordinates, without unpickling
-again = MemoryEmbedding.load(WORK / "umap_cue").transform(TRACES, episodes=[0, 1])
+again = MemoryMap.load(WORK / "umap_cue").project(TRACES, episodes=[0, 1])
 print("re-projected", len(again), "states of episodes 0 and 1")
 view = memory_umap(TRACES, color_by="cue", highlight=0)
 if SHOW:
@@ -120,7 +120,7 @@ if SHOW:
 Zero the memory from update 2 on during replay and measure how far the predicted actions move; swap the memory of
 episodes with different cues in closed-loop rollouts and count which target each episode reaches (a policy that
 uses its memory follows the donor's cue; see docs/probes.md for the figures with a fully trained checkpoint)."""),
-    ("code", '''from memlens.analysis import intervene_env, intervene_replay
+    ("code", '''from memlens.interventions import intervene_env, intervene_replay
 
 zero = intervene_replay(CKPT, DATA, mode="zero", from_update=2, n_episodes=4 if FAST else 12)
 print({k: round(v, 4) if isinstance(v, float) else v for k, v in zero.summary.items()})
@@ -131,7 +131,7 @@ if SHOW:
     zero.figure.show(); swap.figure.show()'''),
     ("md", "## 7. Compare two checkpoints on the same episodes (here: the demo policy and a baseline without memory)"),
     ("code", '''from memlens.analysis import compare_checkpoints
-from memlens.train import run_lerobot_train, tiny_train_args
+from memlens.workflows.train import run_lerobot_train, tiny_train_args
 
 BASE_RUN = WORK / "baseline"
 BASE = BASE_RUN / "checkpoints" / "last" / "pretrained_model"

@@ -50,7 +50,7 @@ def run_ok(cmd, env_extra=None, **kw):
 
 
 def _train(dataset, out, **policy):
-    from memlens.train import tiny_train_args
+    from memlens.workflows.train import tiny_train_args
 
     proc = run_ok([BIN / "lerobot-train", *tiny_train_args(dataset_root=dataset, output_dir=out, steps=4,
                                                             batch_size=4, **policy)])
@@ -90,7 +90,7 @@ def add_wrist_camera(config):
 def analysis_traces(memory_checkpoint, tmp_path_factory):
     """16 medium-delay cue-recall episodes (4 cues) replayed through the tiny memory checkpoint and
     captured with attention and hidden states: the store the analysis and app tests read."""
-    from memlens.capture.run import capture
+    from memlens.capture.dataset import capture
     from memlens.tasks.record import record_dataset
 
     root = tmp_path_factory.mktemp("data") / "cue_medium"

@@ -9,13 +9,19 @@ import plotly.graph_objects as go
 import pytest
 from typer.testing import CliRunner
 
+from sklearn.exceptions import NotFittedError
+
 from memlens.analysis import (
     AnalysisInputError,
     MemoryEmbedding,
+    MemoryMap,
+    SubsampledPCA,
     attention_over_time,
+    fit_map,
     load_embedding_points,
     memory_dynamics,
     memory_heatmap,
+    memory_states,
     memory_umap,
 )
 from memlens.analysis.figures import nan_mean_std, stack_ragged
@@ -55,7 +61,7 @@ def store(analysis_traces):
 @pytest.fixture(scope="module")
 def embedding(analysis_traces):
     """One UMAP fit on all 16 episodes (the slow part of this file: numba compiles on first use)."""
-    return MemoryEmbedding(random_state=0).fit(analysis_traces)
+    return fit_map(analysis_traces, random_state=0)
 
 
 # --- heat map ---------------------------------------------------------------------------------------------
@@ -143,9 +149,9 @@ def test_attention_of_a_store_captured_without_attention_is_a_clear_error(analys
 
 # --- UMAP -------------------------------------------------------------------------------------------------
 def test_umap_projects_fitted_episodes_back_near_their_fitted_coordinates(analysis_traces, embedding):
-    fit = embedding.embedding_
-    assert fit.coords.shape == (16 * 5, 2) and embedding.pca_ is not None  # 4 x 128 features > 50: PCA first
-    again = embedding.transform(analysis_traces, episodes=[0, 1, 2])
+    fit = embedding.points
+    assert fit.coords.shape == (16 * 5, 2) and embedding.estimator.pca_ is not None  # 4 x 128 features > 50: PCA first
+    again = embedding.project(analysis_traces, episodes=[0, 1, 2])
     own = np.isin(fit.episode, [0, 1, 2])
     np.testing.assert_array_equal(again.episode, fit.episode[own])
     spread = np.linalg.norm(fit.coords - fit.coords.mean(axis=0), axis=1).mean()
@@ -156,14 +162,14 @@ def test_saved_embedding_loads_with_identical_coordinates_with_and_without_unpic
                                                                                        tmp_path):
     path = embedding.save(tmp_path / "umap")
     points = load_embedding_points(path)  # plain npz: nothing unpickled
-    loaded = MemoryEmbedding.load(path)
-    for p in (points, loaded.embedding_):
-        np.testing.assert_array_equal(p.coords, embedding.embedding_.coords)
+    loaded = MemoryMap.load(path)
+    for p in (points, loaded.points):
+        np.testing.assert_array_equal(p.coords, embedding.points.coords)
         for name in ("episode", "update", "frame", "task"):
-            np.testing.assert_array_equal(getattr(p, name), getattr(embedding.embedding_, name))
-        np.testing.assert_array_equal(p.labels["cue"], embedding.embedding_.labels["cue"])
+            np.testing.assert_array_equal(getattr(p, name), getattr(embedding.points, name))
+        np.testing.assert_array_equal(p.labels["cue"], embedding.points.labels["cue"])
     assert json.loads(str(np.load(path / "embedding.npz")["meta"]))["params"]["pca_dims"] == 50
-    assert loaded.transform(analysis_traces, episodes=[4]).coords.shape == (5, 2)
+    assert loaded.project(analysis_traces, episodes=[4]).coords.shape == (5, 2)
 
 
 def test_trajectory_figure_colours_by_label_highlights_an_episode_and_marks_the_current_state(embedding):
@@ -171,17 +177,37 @@ def test_trajectory_figure_colours_by_label_highlights_an_episode_and_marks_the_
     names = [t.name for t in fig.data]
     assert {"cue=0", "cue=1", "cue=2", "cue=3", "episode 3"} <= set(names)
     star = fig.data[names.index("now: episode 3, frame 25")]
-    row = embedding.embedding_.row_at(3, 25)  # the update at frame 20 is in effect at frame 25
-    assert embedding.embedding_.frame[row] == 20 and star.x[0] == embedding.embedding_.coords[row, 0]
+    row = embedding.points.row_at(3, 25)  # the update at frame 20 is in effect at frame 25
+    assert embedding.points.frame[row] == 20 and star.x[0] == embedding.points.coords[row, 0]
     with pytest.raises(AnalysisInputError, match=r"'colour'.*\['cue', 'delay_steps', 'n_targets', 'phase'\]"):
         embedding.figure(color_by="colour")
 
 
 def test_umap_refuses_too_few_episodes(store):
     with pytest.raises(AnalysisInputError, match="too few memory states.*5 states in 1 episode"):
-        MemoryEmbedding().fit(store, episodes=[0])
-    with pytest.raises(AnalysisInputError, match="not fitted yet"):
-        MemoryEmbedding().transform(store)
+        fit_map(store, episodes=[0])
+    with pytest.raises(NotFittedError):
+        MemoryEmbedding().transform(np.zeros((3, 4, 8), np.float32))
+
+
+def test_the_embedding_and_the_reduction_follow_the_scikit_learn_contract(analysis_traces, embedding):
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.utils.estimator_checks import check_get_params_invariance, check_set_params
+
+    est = MemoryEmbedding(pca_dims=8, n_neighbors=5, n_epochs=20, random_state=0)
+    for check in (check_get_params_invariance, check_set_params):
+        check("MemoryEmbedding", est)
+        check("SubsampledPCA", SubsampledPCA(4, max_rows=20))
+    assert clone(est).get_params() == est.get_params() and not hasattr(clone(embedding.estimator), "reducer_")
+    assert est.set_params(min_dist=0.3).min_dist == 0.3
+    x = np.random.default_rng(0).normal(size=(40, 4, 16)).astype(np.float32)
+    pipe = make_pipeline(MemoryEmbedding(token=1, pca_dims=8, n_neighbors=5, n_epochs=20, random_state=0)).fit(x)
+    coords = pipe.transform(x[:5])
+    assert coords.shape == (5, 2) and pipe[0].n_features_in_ == 16 and pipe[0].pca_.components_.shape == (8, 16)
+    # the map of a store is this estimator on that store's rows
+    again = clone(embedding.estimator).fit_transform(memory_states(analysis_traces).X)
+    np.testing.assert_allclose(again, embedding.points.coords)
 
 
 # --- bad input and the CLI --------------------------------------------------------------------------------
@@ -189,7 +215,7 @@ def test_views_name_the_missing_episode_and_the_missing_memory(analysis_traces, 
     with pytest.raises(AnalysisInputError, match=r"episodes \[99\] are not in the trace store.*16 episodes"):
         memory_heatmap(analysis_traces, episode=99)
     no_memory = derived_store(analysis_traces, tmp_path / "no_memory", drop=("memory/",), episodes=range(2))
-    for view in (memory_heatmap, memory_dynamics, MemoryEmbedding().fit):
+    for view in (memory_heatmap, memory_dynamics, fit_map):
         with pytest.raises(AnalysisInputError, match="no 'memory/write' arrays"):
             view(no_memory)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from memlens.capture.run import capture
+from memlens.capture.dataset import capture
 from memlens.cli import app
 from memlens.errors import UserError
 from memlens.store import TraceStore
@@ -18,7 +18,7 @@ def traces(memory_checkpoint, cue_dataset, tmp_path_factory):
 
 
 def test_capture_records_memory_attention_actions_and_labels_for_every_step(traces, memory_checkpoint, cue_dataset):
-    from memlens.replay import load_policy, open_dataset
+    from memlens.runtime import load_policy, open_dataset
 
     store = TraceStore.open(traces)
     assert store.episodes() == [0, 1, 2]
@@ -82,8 +82,8 @@ def test_bad_capture_input_gets_one_clear_paragraph(memory_checkpoint, cue_datas
 
 
 def test_the_camera_frame_of_any_step_comes_back_from_the_dataset(traces, cue_dataset):
-    from memlens.replay import open_dataset
-    from memlens.traces import frame, open_traces
+    from memlens.runtime.replay import open_dataset
+    from memlens.store.traces import frame, open_traces
 
     store = open_traces(traces)
     img = frame(store, 1, step=5)
@@ -119,7 +119,7 @@ def test_torchrun_shards_capture_across_two_processes_into_one_store(memory_chec
 def test_live_rollouts_are_captured_with_their_rendered_frames_and_labels(memory_checkpoint, tmp_path):
     from memlens.capture.live import capture_env
     from memlens.tasks.worlds import MemoryWorld, make_spec
-    from memlens.traces import frame
+    from memlens.store.traces import frame
 
     store = capture_env(str(memory_checkpoint), "memlens_cue_recall", str(tmp_path / "live"), n_episodes=3,
                         variant="short", seed=11, attention=True, batch_episodes=2)

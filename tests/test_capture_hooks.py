@@ -5,7 +5,7 @@ import torch
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from policy_helpers import STRIDE, make_policy, noise_for, obs_batch
 
-from memlens.capture.recorder import CaptureHooks, SiteNeverFiredError, attention_probs
+from memlens.capture.hooks import CaptureHooks, SiteNeverFiredError, attention_probs
 
 
 def _no_hooks_left(policy):

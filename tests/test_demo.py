@@ -1,6 +1,6 @@
 """`memlens demo` end to end (few steps): dataset, recurrent training, replay, capture."""
 
-from memlens.demo import run_demo
+from memlens.workflows.demo import run_demo
 from memlens.store import TraceStore
 
 

@@ -88,7 +88,7 @@ def test_ready_resets_memory_and_a_stock_lerobot_client_is_refused_for_a_memory_
     from lerobot.transport import services_pb2
 
     from memlens.errors import UserError
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
 
     servicer, address = server
     servicer.policy = load_policy(memory_checkpoint).policy
@@ -106,7 +106,7 @@ def test_lerobot_rollout_builds_the_memory_rtc_engine_for_memory_policies_only(m
 
     import memlens.plugin  # noqa: F401  (lerobot-rollout imports it through register_third_party_plugins)
     from memlens.deploy.rtc import MemoryRTCInferenceEngine, install_in_lerobot_factory, rtc_engine_for
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
 
     install_in_lerobot_factory()
     assert factory.RTCInferenceEngine is rtc_engine_for
@@ -147,7 +147,7 @@ def test_an_rtc_chunk_still_computing_when_the_engine_resets_commits_nothing(mem
     from memlens.deploy.config_fake_robot import FakeRobotConfig
     from memlens.deploy.fake_robot import FakeRobot
     from memlens.deploy.rtc import MemoryRTCInferenceEngine
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
 
     loaded = load_policy(memory_checkpoint)
     policy, robot = loaded.policy, FakeRobot(FakeRobotConfig())

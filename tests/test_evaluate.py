@@ -6,7 +6,7 @@ import pytest
 from conftest import BIN, run_ok
 
 from memlens.errors import UserError
-from memlens.evaluate import compare_in_env, compare_on_dataset, wilson_interval
+from memlens.workflows.evaluate import compare_in_env, compare_on_dataset, wilson_interval
 
 
 def test_wilson_interval_matches_known_values_and_stays_in_bounds():

@@ -1,6 +1,6 @@
 """The experiment's plan: what each task trains on and how many segments a sample needs."""
 
-from memlens.experiment import STRIDE, TRAIN_VARIANTS, ExperimentConfig, segments_needed, segments_of
+from memlens.workflows.experiment import STRIDE, TRAIN_VARIANTS, ExperimentConfig, segments_needed, segments_of
 from memlens.tasks.worlds import VARIANTS, make_spec
 
 
@@ -23,7 +23,7 @@ def test_cue_recall_trains_on_long_and_never_on_extra_long():
 
 
 def test_cue_recall_warms_up_on_the_short_delays_before_the_long_one():
-    from memlens.experiment import WARMUP_VARIANTS
+    from memlens.workflows.experiment import WARMUP_VARIANTS
 
     cfg = ExperimentConfig()
     warm = cfg.warmup_variants["cue_recall"]
@@ -40,7 +40,7 @@ def test_the_final_stage_continues_from_the_warm_up_checkpoint_with_deeper_windo
 
     from safetensors.torch import load_file
 
-    from memlens.experiment import train_policy
+    from memlens.workflows.experiment import train_policy
 
     cfg = ExperimentConfig(batch_size=2)
     ckpt = train_policy(cue_dataset, tmp_path / "final", cfg, num_mem_tokens=4, segments=3, steps=2,
@@ -60,7 +60,7 @@ def test_a_rerun_reuses_an_evaluation_only_of_the_same_checkpoints_settings_and_
     import json
     import os
 
-    from memlens.experiment import cached_results
+    from memlens.workflows.experiment import cached_results
 
     cfg = ExperimentConfig()
     ckpts = {n: tmp_path / n for n in ("baseline", "memory")}

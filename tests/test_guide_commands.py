@@ -5,10 +5,11 @@ SmolVLA checkpoint, and the evaluation that compares the two."""
 import json
 
 import pytest
+import torch
 from conftest import BIN, run_ok
 
 from memlens.models import tiny_smolvla_kwargs
-from memlens.train import policy_args
+from memlens.workflows.train import policy_args
 
 GUIDE_MEMORY = ["--policy.type=smolvla_rmt", "--policy.num_mem_tokens=4", "--policy.mem_at_end=false",
                 "--policy.read_mem_from_cache=false"]
@@ -79,3 +80,20 @@ def test_fine_tuning_a_plain_smolvla_checkpoint_with_the_guides_memory_flags(two
     assert "every SmolVLA weight loads" in proc.stdout
     config = json.loads((out / "checkpoints/last/pretrained_model/config.json").read_text())
     assert config["type"] == "smolvla_rmt" and config["num_mem_tokens"] == 4 and config["n_mem_segments"] == 4
+
+
+def test_the_guides_debugging_snippet_reads_the_memory_state_in_its_layout():
+    """The guide steps an episode with `select_action` and prints `policy._mem_tokens_state` ([M, B, H]); the
+    one place outside the policy that reads that name, since the guide's snippet does."""
+    from policy_helpers import make_policy, obs_batch
+
+    policy = make_policy(num_mem_tokens=4)
+    policy.reset()
+    assert policy._mem_tokens_state is None  # reset() clears it: the initial memory is mem_tokens
+    obs = obs_batch(2)
+    for _ in range(policy.config.n_action_steps + 1):  # the first boundary's write commits once time moves past it
+        policy.select_action(dict(obs))
+    state = policy._mem_tokens_state
+    assert state.shape == (4, 2, policy.model.hidden_size)
+    assert torch.equal(state, policy.memory.state) and torch.equal(state.transpose(0, 1), policy.memory.read(2))
+    assert not torch.allclose(state.transpose(0, 1), policy.model.initial_memory(2).float())

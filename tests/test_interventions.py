@@ -1,20 +1,22 @@
 """Memory interventions: zero, reset, shuffle, swap, in dataset replay and live rollouts, and the CLI."""
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from memlens.analysis import MemoryOverride, intervene_env, intervene_replay
-from memlens.analysis.interventions import MODES, derangement, swap_pairs
-from memlens.capture.recorder import CaptureHooks
-from memlens.capture.run import replay_batch
+from memlens.capture.dataset import replay_batch
+from memlens.capture.hooks import CaptureHooks
+from memlens.interventions import MODES, REGISTRY, MemoryOverride, intervene_env, intervene_replay, make
+from memlens.interventions.pairing import derangement, swap_pairs
 from memlens.cli import app
 from memlens.errors import UserError
-from memlens.replay import load_policy, open_dataset
+from memlens.runtime import load_policy, open_dataset
 
 TRAINED = Path(__file__).resolve().parents[1] / "artifacts/exp-cue/cue_recall/memory/checkpoints/last/pretrained_model"
 
@@ -70,9 +72,14 @@ def test_every_mode_transforms_the_memory_as_documented(loaded):
         "swap": mem[[2, 0, 1]],
         "shuffle_tokens": mem[:, [3, 2, 1, 0]],
     }
+    donors = torch.tensor([2, 0, 1])
     for mode in MODES:
-        override = MemoryOverride(policy, mode, donors=[2, 0, 1], token_order=[3, 2, 1, 0])
-        assert torch.equal(override._override(mem), expected[mode].to(mem)), mode
+        intervention = REGISTRY[mode](order=(3, 2, 1, 0)) if mode == "shuffle_tokens" else make(mode)
+        assert intervention.name == mode and dataclasses.is_dataclass(intervention)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            intervention.extra = 1
+        out = intervention.memory(mem, initial=policy.model.initial_memory, donors=donors)
+        assert torch.equal(out, expected[mode].to(mem)), mode
     rng = np.random.default_rng(0)
     assert all((derangement(n, rng) != np.arange(n)).all() for n in range(2, 9))
     labels = [0, 0, 0, 1, 1, 2]
@@ -81,13 +88,40 @@ def test_every_mode_transforms_the_memory_as_documented(loaded):
     assert sorted(i for p in pairs for i in p) == list(range(6))
 
 
-def test_the_wrapper_is_removed_when_the_replay_raises(loaded):
+def test_the_override_is_removed_when_the_replay_raises(loaded):
     policy = loaded.policy
     with pytest.raises(RuntimeError, match="boom"):
-        with MemoryOverride(policy, "zero"):
-            assert "_get_action_chunk" in policy.__dict__
+        with MemoryOverride(policy, "zero") as override:
+            assert policy.memory.before_read == [override._before_read]
             raise RuntimeError("boom")
-    assert "_get_action_chunk" not in policy.__dict__
+    assert policy.memory.before_read == []
+    assert "_get_action_chunk" not in policy.__dict__  # an override wraps no method
+
+
+def test_a_registered_intervention_is_applied_like_the_built_in_ones():
+    from policy_helpers import make_policy, obs_batch
+
+    from memlens.interventions import Intervention, register
+
+    @register
+    @dataclasses.dataclass(frozen=True)
+    class Scale(Intervention):
+        name: ClassVar[str] = "test_scale"
+        factor: float = 2.0
+
+        def memory(self, mem, *, initial, donors):
+            return mem * self.factor
+
+    try:
+        policy = make_policy(num_mem_tokens=4)
+        with CaptureHooks(policy) as hooks, MemoryOverride(policy, Scale(3.0), from_update=0) as override:
+            policy.predict_action_chunk(obs_batch())
+        assert override.applied == [0] and override.mode == "test_scale"
+        read = hooks.chunks[0]["memory/read"]
+        assert torch.allclose(read, 3.0 * policy.model.initial_memory(read.shape[0]).detach().float())
+        assert make("test_scale") == Scale()
+    finally:
+        REGISTRY.pop("test_scale")
 
 
 def test_bad_intervention_input_is_explained(loaded, baseline_checkpoint, cue_dataset):
@@ -147,7 +181,7 @@ def test_swapping_memory_makes_the_trained_policy_reach_the_donors_target():
 def test_an_override_and_capture_hooks_nest_in_either_order_and_both_act(override_outside):
     from policy_helpers import make_policy, obs_batch
 
-    from memlens.capture.recorder import CaptureHooks
+    from memlens.capture.hooks import CaptureHooks
 
     policy = make_policy(num_mem_tokens=4)
     outer, inner = ((MemoryOverride(policy, "zero"), CaptureHooks(policy)) if override_outside
@@ -155,9 +189,11 @@ def test_an_override_and_capture_hooks_nest_in_either_order_and_both_act(overrid
     with outer:
         with inner:
             policy.predict_action_chunk(obs_batch())
-        assert "_get_action_chunk" in policy.__dict__  # the outer wrapper is still in place ...
+        # the outer one is still in place ...
+        assert ("_get_action_chunk" in policy.__dict__) == (not override_outside)
+        assert len(policy.memory.before_read) == (1 if override_outside else 0)
         policy.predict_action_chunk(obs_batch(), frame=10)
-    assert "_get_action_chunk" not in policy.__dict__  # ... and nothing is left after both
+    assert "_get_action_chunk" not in policy.__dict__ and policy.memory.before_read == []  # ... nothing after both
     hooks = inner if override_outside else outer
     override = outer if override_outside else inner
     assert len(hooks.chunks) == (1 if override_outside else 2)

@@ -32,7 +32,7 @@ def test_get_policy_and_config_classes():
 def _dataset_features(cue_dataset):
     from lerobot.utils.feature_utils import dataset_to_policy_features
 
-    from memlens.replay import open_dataset
+    from memlens.runtime.replay import open_dataset
 
     features = dataset_to_policy_features(open_dataset(cue_dataset).meta.features)
     output = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}

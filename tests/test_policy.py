@@ -19,7 +19,7 @@ def _actions_over_chunks(policy, n_chunks, batch_size=2):
     for c in range(n_chunks):
         for _ in range(policy.config.n_action_steps):
             policy.select_action(dict(obs), noise=noise_for(policy, batch_size, seed=c))
-        mems.append(policy._mem_tokens_state.clone())
+        mems.append(policy.memory.state.clone())
     return mems
 
 
@@ -59,13 +59,13 @@ def test_mem_tokens_have_the_guides_shape_and_parameter_cost():
 
 def test_memory_changes_across_chunks_and_reset_restores_the_initial_state():
     policy = make_policy(num_mem_tokens=4)
-    assert policy._mem_tokens_state is None
+    assert policy.memory.state is None
     mems = _actions_over_chunks(policy, 3)
     assert mems[0].shape == (4, 2, policy.model.hidden_size)
     assert not torch.allclose(mems[0], mems[1])
     assert not torch.allclose(mems[1], mems[2])
     policy.reset()
-    assert policy._mem_tokens_state is None
+    assert policy.memory.state is None
     initial = policy.memory.read(2)
     assert torch.equal(initial, policy.model.mem_tokens.transpose(0, 1).expand(2, -1, -1))
     again = _actions_over_chunks(policy, 1)
@@ -78,7 +78,7 @@ def test_predicting_twice_on_one_frame_gives_the_same_actions_and_the_next_segme
     first = policy.predict_action_chunk(dict(obs), noise=noise)
     again = policy.predict_action_chunk(dict(obs), noise=noise)  # same frame: the write is still pending
     assert torch.equal(first, again)
-    assert policy.memory.segments == 0 and policy._mem_tokens_state is None
+    assert policy.memory.segments == 0 and policy.memory.state is None
     stride = policy.config.mem_segment_stride
     second = policy.predict_action_chunk(dict(obs), noise=noise, frame=stride)  # next segment: memory committed
     assert policy.memory.segments == 1
@@ -93,9 +93,9 @@ def test_a_computation_between_boundaries_reads_the_latest_memory_and_writes_non
     policy.predict_action_chunk(dict(obs), noise=noise, frame=0)
     policy.predict_action_chunk(dict(obs), noise=noise, frame=5)  # commits frame 0's write, writes nothing
     assert policy.memory.segments == 1 and policy.memory.next_boundary == 10
-    committed = policy._mem_tokens_state.clone()
+    committed = policy.memory.state.clone()
     policy.memory.advance(20)
-    assert torch.equal(policy._mem_tokens_state, committed)  # frame 5's prefix pass wrote nothing
+    assert torch.equal(policy.memory.state, committed)  # frame 5's prefix pass wrote nothing
 
 
 def test_a_chunk_of_an_episode_that_was_reset_meanwhile_commits_nothing():
@@ -286,7 +286,7 @@ def test_a_stride_select_action_cannot_honour_is_refused_naming_both_fields():
 
 def test_memlens_train_reports_an_impossible_cadence_as_one_paragraph():
     from memlens.errors import UserError
-    from memlens.train import prepare_args
+    from memlens.workflows.train import prepare_args
 
     with pytest.raises(UserError, match="not a multiple of `n_action_steps`"):
         prepare_args(["--policy.type=smolvla_rmt", "--policy.num_mem_tokens=4", "--policy.n_action_steps=10",
@@ -299,3 +299,22 @@ def test_an_explicit_commit_makes_the_pending_write_the_memory_once():
     written = policy.memory.last_write
     assert policy.memory.commit() and not policy.memory.commit()
     assert torch.equal(policy.memory.read(2), written) and policy.memory.segments == 1
+
+
+def test_a_lerobot_that_no_longer_passes_the_prefix_once_fails_loudly(monkeypatch):
+    """The model composes lerobot's own sample_actions; a lerobot whose method skips (or repeats) the prefix
+    pass would silently drop the memory, so it raises instead."""
+    from lerobot.policies.smolvla.modeling_smolvla import VLAFlowMatching
+
+    from memlens.policy.backbone import CompositionDriftError
+
+    policy = make_policy(num_mem_tokens=4)
+    policy.predict_action_chunk(obs_batch())  # today's lerobot: fine
+
+    def changed(self, images, img_masks, lang_tokens, lang_masks, state, noise=None, **kwargs):
+        return noise  # a future sample_actions that no longer embeds a prefix this way
+
+    monkeypatch.setattr(VLAFlowMatching, "sample_actions", changed)
+    policy.reset()
+    with pytest.raises(CompositionDriftError, match=r"made 0 embed_prefix call\(s\) and 0 prefix call\(s\)"):
+        policy.predict_action_chunk(obs_batch(), noise=noise_for(policy, 2, seed=0))

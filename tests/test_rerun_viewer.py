@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from memlens.cli import app
 from memlens.store import TraceStore
-from memlens.traces import frame
+from memlens.store.traces import frame
 
 runner = CliRunner()
 EPISODE = 2
@@ -156,19 +156,17 @@ def test_attention_actions_labels_and_umap_match_the_store(saved, analysis_trace
     np.testing.assert_allclose(np.array([p[0] for p in now]), path[upd], rtol=1e-6)  # the update in effect
 
 
-def test_without_a_saved_embedding_a_umap_is_fitted_on_the_whole_store(analysis_traces, monkeypatch):
-    from memlens.analysis import embedding
+def test_without_a_saved_embedding_a_umap_is_fitted_on_the_whole_store(analysis_traces):
+    from memlens.analysis import fit_map, memory_states
     from memlens.apps.rerun_viewer import fit_embedding
 
-    fitted = []
-
-    def fake_fit(self, store, episodes=None):  # the real fit compiles numba code for ~30 s
-        fitted.append((self.random_state, episodes))
-        self.embedding_ = "points"
-        return self
-
-    monkeypatch.setattr(embedding.MemoryEmbedding, "fit", fake_fit)
-    assert fit_embedding(TraceStore.open(analysis_traces)) == "points" and fitted == [(0, None)]
+    store = TraceStore.open(analysis_traces)
+    points = fit_embedding(store)  # a real umap-learn fit (numba is compiled once per test process)
+    states = memory_states(store)
+    assert points.coords.shape == (len(states.X), 2)
+    np.testing.assert_array_equal(points.episode, states.episode)
+    np.testing.assert_array_equal(points.frame, states.frame)
+    np.testing.assert_allclose(points.coords, fit_map(store, random_state=0).points.coords)  # seeded: reproducible
 
 
 def test_a_saved_embedding_without_the_episode_is_refused(analysis_traces, tmp_path):
@@ -250,12 +248,12 @@ def test_a_missing_or_corrupt_store_is_a_clear_error(tmp_path):
 
 
 def test_an_unreadable_dataset_points_to_images_none(analysis_traces, tmp_path, monkeypatch):
-    import memlens.traces
+    import memlens.store.traces
 
     def gone(*args, **kw):
         raise FileNotFoundError("meta/info.json")
 
-    monkeypatch.setattr(memlens.traces, "frame", gone)
+    monkeypatch.setattr(memlens.store.traces, "frame", gone)
     result = runner.invoke(app, ["rerun", str(analysis_traces), "--no-umap", "--save", str(tmp_path / "a.rrd")])
     assert result.exit_code == 2 and "cannot read the camera frames" in result.output
     assert "--images none" in result.output

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from memlens.errors import UserError
-from memlens.train import prepare_args, tiny_train_args
+from memlens.workflows.train import prepare_args, tiny_train_args
 
 from conftest import BIN, run_ok as _run
 
 
 def test_stock_lerobot_train_with_two_segments_writes_a_checkpoint_that_reloads_and_acts(memory_checkpoint, cue_dataset, tmp_path):
-    from memlens.replay import load_policy, open_dataset, replay_episode
+    from memlens.runtime import load_policy, open_dataset, replay_episode
 
     config = json.loads((memory_checkpoint / "config.json").read_text())
     assert config["type"] == "smolvla_rmt" and config["n_mem_segments"] == 2 and config["num_mem_tokens"] == 4
@@ -43,7 +43,7 @@ def test_each_rollout_starts_from_the_initial_memory(memory_checkpoint):
     from lerobot.envs.factory import make_env, make_env_pre_post_processors
     from lerobot.scripts.lerobot_eval import rollout
 
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
     from memlens.tasks.envs import make_env_config
 
     loaded = load_policy(memory_checkpoint)
@@ -98,7 +98,7 @@ def test_a_checkpoint_from_the_hub_cache_loads_by_repo_id_through_the_same_path(
     import os
 
     from memlens.policy.finetune import resolve_checkpoint_dir
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
 
     repo = Path(os.environ["HF_HOME"]) / "hub" / "models--memlens-test--rmt-standin"
     revision = "0" * 40

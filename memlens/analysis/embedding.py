@@ -1,40 +1,35 @@
-"""UMAP of memory states: fit a 2-D map on many episodes, project new episodes (or another store) into
-it, and draw each episode's path through it.
+"""UMAP of memory states from trace stores: fit a 2-D map on many episodes, project new episodes (or another
+store) into it, and draw each episode's path through it.
 
-    >>> from memlens.analysis import MemoryEmbedding, memory_umap
-    >>> emb = MemoryEmbedding(random_state=0).fit("traces/cue")             # doctest: +SKIP
-    >>> emb.embedding_.coords.shape              # [N, 2]: one row per memory update  # doctest: +SKIP
+    >>> from memlens.analysis import fit_map, memory_umap
+    >>> fitted = fit_map("traces/cue")                                       # doctest: +SKIP
+    >>> fitted.points.coords.shape             # [N, 2]: one row per memory update  # doctest: +SKIP
     (80, 2)
-    >>> new = emb.transform("traces/other", episodes=[0, 1])     # same map, new states  # doctest: +SKIP
-    >>> emb.figure(color_by="cue", highlight=3, current=(3, 25)).show()      # doctest: +SKIP
-    >>> emb.save("artifacts/umap_cue")   # embedding.npz (plain arrays) + reducer.joblib (pickle)  # doctest: +SKIP
+    >>> new = fitted.project("traces/other", episodes=[0, 1])   # same map, new states   # doctest: +SKIP
+    >>> fitted.figure(color_by="cue", highlight=3, current=(3, 25)).show()   # doctest: +SKIP
+    >>> fitted.save("artifacts/umap_cue")   # embedding.npz (plain arrays) + reducer.joblib (pickle)  # doctest: +SKIP
     >>> view = memory_umap("traces/cue", color_by="cue")         # fit + figure in one call  # doctest: +SKIP
     >>> view.save("umap.html")                                               # doctest: +SKIP
 
 Rows are memory updates (`memory/write` by default); features are all memory tokens concatenated
-(`[M*H]`) or one `token`. When the feature dimension exceeds `pca_dims` (default 50), a PCA (randomized
-SVD, fitted on at most `pca_max_rows` rows) reduces it first: UMAP's neighbour search is then cheaper
-and less noisy. Above 10,000 states the defaults (`init="auto"`, `n_epochs=None`) switch to PCA
-initialisation and 100 epochs, 2.8x faster on 100,000 states (bench/bench_umap.py, docs/analysis.md); below,
-they are umap-learn's (spectral initialisation, its own epoch count). `MemoryEmbedding` follows the
-scikit-learn contract: `__init__` only stores its keyword arguments, `fit` returns `self`, learned
-attributes end in `_`, `transform` checks it was fitted.
+(`[M*H]`) or one `token`. The estimator is `memlens.analysis.estimators.MemoryEmbedding` (scikit-learn
+contract, arrays in: PCA to `pca_dims` on a row subsample when the features are wider, then umap-learn);
+this module reads the stores and keeps each row's episode, update, frame and labels beside its coordinates.
 
-Saved embeddings are a directory: `embedding.npz` holds the fitted coordinates and the row index
+Saved maps are a directory: `embedding.npz` holds the fitted coordinates and the row index
 (episode, update, frame, labels, task) as plain arrays that `load_embedding_points` reads without
-unpickling (what a web app should use); `reducer.joblib` holds the fitted PCA and UMAP objects.
-`MemoryEmbedding.load` unpickles that file, which can run arbitrary code: load only files you trust.
+unpickling (what a web app should use); `reducer.joblib` holds the fitted estimator.
+`MemoryMap.load` unpickles that file, which can run arbitrary code: load only files you trust.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
 from memlens.analysis.data import (
     AnalysisInputError,
@@ -44,13 +39,11 @@ from memlens.analysis.data import (
     memory_states,
     store_name,
 )
+from memlens.analysis.estimators import MemoryEmbedding
 from memlens.analysis.figures import save_figure
 
-FORMAT = "memlens.memory_embedding/1"
+FORMAT = "memlens.memory_embedding/2"
 MIN_STATES = 10
-# Above LARGE states the defaults trade a little layout polish for time (bench/bench_umap.py): PCA
-# initialisation instead of spectral, and LARGE_EPOCHS optimisation epochs instead of umap-learn's 200.
-LARGE, LARGE_EPOCHS = 10_000, 100
 MIN_EPISODES = 2
 POINTS_FILE, REDUCER_FILE = "embedding.npz", "reducer.joblib"
 
@@ -98,146 +91,45 @@ def _rows(data, episodes, site: str) -> tuple[np.ndarray, EmbeddedStates]:
                                 dict(ms.labels), tasks, source)
 
 
-class MemoryEmbedding:
-    """UMAP (optionally after PCA) fitted on memory states; see the module docstring."""
+@dataclass
+class MemoryMap:
+    """A `MemoryEmbedding` fitted on the memory states of a store, with the row index of those states.
 
-    def __init__(self, *, n_components: int = 2, token: int | None = None, site: str = "memory/write",
-                 pca_dims: int | None = 50, pca_max_rows: int = 20_000, n_neighbors: int = 15,
-                 min_dist: float = 0.1, metric: str = "euclidean", n_epochs: int | None = None,
-                 init: str = "auto", low_memory: bool = True, random_state: int | None = 0):
-        self.n_components = n_components
-        self.token = token
-        self.site = site
-        self.pca_dims = pca_dims
-        self.pca_max_rows = pca_max_rows
-        self.n_neighbors = n_neighbors
-        self.min_dist = min_dist
-        self.metric = metric
-        self.n_epochs = n_epochs
-        self.init = init
-        self.low_memory = low_memory
-        self.random_state = random_state
+    `fit_map` makes one; `project` places other episodes (or another store) in the same map; `figure` draws
+    trajectories; `save` / `MemoryMap.load` persist it."""
 
-    _PARAMS = ("n_components", "token", "site", "pca_dims", "pca_max_rows", "n_neighbors", "min_dist", "metric",
-               "n_epochs", "init", "low_memory", "random_state")
+    estimator: MemoryEmbedding
+    points: EmbeddedStates  # the fitted states: coordinates + episode, update, frame, labels, task
+    site: str = "memory/write"
 
-    _FITTED = ("n_features_in_", "n_neighbors_", "init_", "n_epochs_", "fit_seconds_")
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in self._PARAMS}
-
-    def __repr__(self) -> str:
-        return f"MemoryEmbedding({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
-
-    # --- features --------------------------------------------------------------------------------------
-    def _features(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim == 2:
-            if self.token is not None:
-                raise AnalysisInputError("token= needs states shaped [N, M, H]; got a flat [N, F] array.")
-            return x
-        if x.ndim != 3:
-            raise AnalysisInputError(f"memory states must be [N, M, H] or [N, F]; got shape {x.shape}.")
-        if self.token is None:
-            return x.reshape(len(x), -1)
-        if not -x.shape[1] <= self.token < x.shape[1]:
-            raise AnalysisInputError(f"token {self.token} is out of range: the states have {x.shape[1]} memory "
-                                     f"tokens (0..{x.shape[1] - 1}).")
-        return x[:, self.token]
-
-    def _reduce(self, feats: np.ndarray) -> np.ndarray:
-        return self.pca_.transform(feats).astype(np.float32) if self.pca_ is not None else feats
-
-    # --- estimator --------------------------------------------------------------------------------------
-    def fit(self, data, episodes=None) -> MemoryEmbedding:
-        """Fit on the memory states of `data`: a trace store (or its path) with optional `episodes`, a
-        `MemoryStates`, or an array `[N, M, H]` / `[N, F]`. Sets `embedding_` (`EmbeddedStates`), `pca_`,
-        `reducer_`, `n_features_in_`, `fit_seconds_` (PCA and UMAP wall times); returns `self`."""
-        import umap
-        from sklearn.decomposition import PCA
-
+    def project(self, data, episodes=None) -> EmbeddedStates:
+        """The memory states of `data` (a store or path with `episodes`, `MemoryStates`, or an array) placed
+        in the fitted map without refitting it."""
         x, index = _rows(data, episodes, self.site)
-        feats = self._features(x)
-        n_eps = len(np.unique(index.episode))
-        if len(feats) < MIN_STATES or (index.source != "array" and n_eps < MIN_EPISODES):
-            raise AnalysisInputError(
-                f"too few memory states for a UMAP: found {len(feats)} states in {n_eps} episode(s); expected at "
-                f"least {MIN_STATES} states from at least {MIN_EPISODES} episodes (a map of one episode cannot "
-                "show what differs between episodes). Capture more episodes, or select more with episodes=.")
-        self.n_features_in_ = feats.shape[1]
-        t0 = time.perf_counter()
-        self.pca_ = None
-        if self.pca_dims and feats.shape[1] > self.pca_dims:
-            n_fit = min(len(feats), self.pca_max_rows)
-            rng = np.random.default_rng(self.random_state)
-            sample = feats if n_fit == len(feats) else feats[np.sort(rng.choice(len(feats), n_fit, replace=False))]
-            self.pca_ = PCA(n_components=min(self.pca_dims, n_fit), svd_solver="randomized",
-                            random_state=self.random_state).fit(sample)
-        z = self._reduce(feats)
-        t1 = time.perf_counter()
-        self.n_neighbors_ = min(self.n_neighbors, len(z) - 1)
-        large = len(z) > LARGE
-        self.init_ = self.init if self.init != "auto" else ("pca" if large else "spectral")
-        self.n_epochs_ = self.n_epochs if self.n_epochs is not None else (LARGE_EPOCHS if large else None)
-        self.reducer_ = umap.UMAP(
-            n_components=self.n_components, n_neighbors=self.n_neighbors_, min_dist=self.min_dist,
-            metric=self.metric, n_epochs=self.n_epochs_, init=self.init_, low_memory=self.low_memory,
-            random_state=self.random_state, transform_seed=42 if self.random_state is None else self.random_state)
-        with warnings.catch_warnings():  # "n_jobs overridden by random_state", spectral init fallbacks
-            warnings.simplefilter("ignore")
-            coords = self.reducer_.fit_transform(z)
-        index.coords = np.asarray(coords, dtype=np.float32)
-        self.embedding_ = index
-        self.fit_seconds_ = {"pca": t1 - t0, "umap": time.perf_counter() - t1}
-        return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "embedding_"):
-            raise AnalysisInputError("this MemoryEmbedding is not fitted yet: call fit(store) first, or load a "
-                                     "saved one with MemoryEmbedding.load(path).")
-
-    def transform(self, data, episodes=None) -> EmbeddedStates:
-        """Project the memory states of `data` (as in `fit`: a store or path with `episodes`, `MemoryStates`,
-        or an array) into the fitted map without refitting it. Returns `EmbeddedStates`."""
-        self._check_fitted()
-        x, index = _rows(data, episodes, self.site)
-        feats = self._features(x)
-        if feats.shape[1] != self.n_features_in_:
-            raise AnalysisInputError(
-                f"these memory states have {feats.shape[1]} features per row, the embedding was fitted on "
-                f"{self.n_features_in_} (token={self.token}); expected states of the same memory size (M x H). "
-                "Project stores captured from policies with the same memory shape.")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            index.coords = np.asarray(self.reducer_.transform(self._reduce(feats)), dtype=np.float32)
+        index.coords = self.estimator.transform(x)
         return index
 
-    def fit_transform(self, data, episodes=None) -> EmbeddedStates:
-        return self.fit(data, episodes).embedding_
-
     def figure(self, points: EmbeddedStates | None = None, **kw):
-        """`trajectory_figure` of `points` (default: the fitted states); see it for the keywords."""
-        self._check_fitted()
+        """`trajectory_figure` of `points` (default: the fitted states, else over them); see it for keywords."""
         if points is not None and "background" not in kw:
-            kw["background"] = self.embedding_
-        return trajectory_figure(points if points is not None else self.embedding_, **kw)
+            kw["background"] = self.points
+        return trajectory_figure(points if points is not None else self.points, **kw)
 
-    # --- persistence ------------------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write `path/embedding.npz` (coordinates and row index, plain arrays) and `path/reducer.joblib`
-        (the fitted PCA and UMAP, pickled). Returns the directory."""
+        (the fitted estimator, pickled). Returns the directory."""
         import joblib
 
-        self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_embedding_points(self.embedding_, path / POINTS_FILE, params=self.get_params())
-        joblib.dump({"format": FORMAT, "params": self.get_params(), "pca": self.pca_, "reducer": self.reducer_,
-                     "fitted": {k: getattr(self, k) for k in self._FITTED}}, path / REDUCER_FILE)
+        params = {**self.estimator.get_params(), "site": self.site}
+        save_embedding_points(self.points, path / POINTS_FILE, params=params)
+        joblib.dump({"format": FORMAT, "site": self.site, "estimator": self.estimator}, path / REDUCER_FILE)
         return path
 
     @classmethod
-    def load(cls, path) -> MemoryEmbedding:
-        """Load a saved embedding with its reducer, ready to `transform`. This unpickles `reducer.joblib`,
+    def load(cls, path) -> MemoryMap:
+        """Load a saved map with its fitted estimator, ready to `project`. This unpickles `reducer.joblib`,
         which can execute arbitrary code: load only files you trust (for the coordinates alone, use
         `load_embedding_points`, which does not unpickle)."""
         import joblib
@@ -245,17 +137,31 @@ class MemoryEmbedding:
         path = Path(path)
         if not (path / REDUCER_FILE).is_file():
             raise AnalysisInputError(f"no saved memory embedding at {str(path)!r}: expected a directory holding "
-                                     f"{POINTS_FILE} and {REDUCER_FILE} (written by MemoryEmbedding.save).")
+                                     f"{POINTS_FILE} and {REDUCER_FILE} (written by MemoryMap.save).")
         state = joblib.load(path / REDUCER_FILE)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise AnalysisInputError(f"{str(path / REDUCER_FILE)!r} is not a memlens memory embedding (format "
                                      f"{FORMAT}); it holds {type(state).__name__}.")
-        emb = cls(**state["params"])
-        emb.pca_, emb.reducer_ = state["pca"], state["reducer"]
-        for k, v in state["fitted"].items():
-            setattr(emb, k, v)
-        emb.embedding_ = load_embedding_points(path)
-        return emb
+        return cls(state["estimator"], load_embedding_points(path), state["site"])
+
+
+def fit_map(data, episodes=None, *, site: str = "memory/write", estimator: MemoryEmbedding | None = None,
+            **params) -> MemoryMap:
+    """Fit a UMAP on the memory states of `data`: a trace store (or its path) with optional `episodes`, a
+    `MemoryStates`, or an array `[N, M, H]` / `[N, F]`. `estimator`: an unfitted `MemoryEmbedding` (default:
+    one built from `params`). Needs at least 10 states from 2 episodes."""
+    if estimator is not None and params:
+        raise TypeError(f"pass an estimator or its parameters, not both (got {sorted(params)}).")
+    estimator = clone(estimator) if estimator is not None else MemoryEmbedding(**params)
+    x, index = _rows(data, episodes, site)
+    n_eps = len(np.unique(index.episode))
+    if len(x) < MIN_STATES or (index.source != "array" and n_eps < MIN_EPISODES):
+        raise AnalysisInputError(
+            f"too few memory states for a UMAP: found {len(x)} states in {n_eps} episode(s); expected at "
+            f"least {MIN_STATES} states from at least {MIN_EPISODES} episodes (a map of one episode cannot "
+            "show what differs between episodes). Capture more episodes, or select more with episodes=.")
+    index.coords = estimator.fit_transform(x)
+    return MemoryMap(estimator, index, site)
 
 
 def save_embedding_points(points: EmbeddedStates, file, *, params: dict | None = None) -> Path:
@@ -271,13 +177,13 @@ def save_embedding_points(points: EmbeddedStates, file, *, params: dict | None =
 
 
 def load_embedding_points(path) -> EmbeddedStates:
-    """The fitted coordinates and row index of a saved embedding (a directory from `MemoryEmbedding.save`
+    """The fitted coordinates and row index of a saved embedding (a directory from `MemoryMap.save`
     or its `embedding.npz`), read without unpickling anything: safe for files from anywhere."""
     path = Path(path)
     file = path / POINTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise AnalysisInputError(f"no saved memory embedding at {str(path)!r}: expected {POINTS_FILE} (written by "
-                                 "MemoryEmbedding.save).")
+                                 "MemoryMap.save).")
     with np.load(file, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         labels = {k.removeprefix("label."): z[k] for k in z.files if k.startswith("label.")}
@@ -393,9 +299,9 @@ def trajectory_figure(points: EmbeddedStates, *, color_by: str = "time", highlig
 
 @dataclass
 class UmapView:
-    """A fitted `MemoryEmbedding` and the trajectory figure drawn from it."""
+    """A fitted `MemoryMap` and the trajectory figure drawn from it."""
 
-    embedding: MemoryEmbedding
+    embedding: MemoryMap
     points: EmbeddedStates
     figure: object = field(default=None, repr=False)
 
@@ -405,10 +311,10 @@ class UmapView:
 
 def memory_umap(store, episodes=None, *, color_by: str = "time", highlight: int | None = None,
                 current: tuple[int, int] | None = None, title: str | None = None, **params) -> UmapView:
-    """Fit a `MemoryEmbedding(**params)` on `store` (all `episodes` by default) and draw the trajectories.
+    """Fit a map (`fit_map(store, episodes, **params)`) and draw the trajectories.
     Returns `UmapView(embedding, points, figure)`."""
     store = as_store(store)
     check_color_by(color_by, available_labels(store))  # before the (slow) fit
-    emb = MemoryEmbedding(**params).fit(store, episodes)
-    fig = trajectory_figure(emb.embedding_, color_by=color_by, highlight=highlight, current=current, title=title)
-    return UmapView(emb, emb.embedding_, fig)
+    fitted = fit_map(store, episodes, **params)
+    fig = trajectory_figure(fitted.points, color_by=color_by, highlight=highlight, current=current, title=title)
+    return UmapView(fitted, fitted.points, fig)

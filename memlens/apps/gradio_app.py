@@ -126,7 +126,7 @@ class TraceView:
         return None if d["norms"] is None else HeatmapPicture.draw(d["norms"])
 
     def frame(self, ep: int, step: int) -> np.ndarray:
-        from memlens.traces import frame
+        from memlens.store.traces import frame
 
         return frame(self.store, ep, step)
 
@@ -144,10 +144,10 @@ class TraceView:
         """(ScatterPicture, episode of each point, update of each point), fitted once, on first use."""
         with self._embedding_lock:
             if self._embedding is None:
-                from memlens.analysis.embedding import MemoryEmbedding
+                from memlens.analysis.embedding import fit_map
 
                 ms = memory_states(self.store)
-                coords = MemoryEmbedding(random_state=0).fit(ms).embedding_.coords
+                coords = fit_map(ms, random_state=0).points.coords
                 pic = ScatterPicture.draw(coords, ms.update.astype(float))
                 self._embedding = (pic, ms.episode, ms.update)
         return self._embedding

@@ -105,7 +105,7 @@ def camera_names(store: TraceStore, trace) -> list[str]:
     stored = [n.removeprefix("frames/") for n in trace.names if n.startswith("frames/")]
     if stored:
         return stored
-    from memlens.traces import cameras
+    from memlens.store.traces import cameras
 
     return cameras(store)
 
@@ -117,7 +117,7 @@ def _entity_name(camera: str) -> str:
 def log_cameras(rec, store: TraceStore, episode: int, index, *, images: str = "auto") -> list[str]:
     """Every frame of every camera as one column per camera: raw RGB, or JPEG (`images="jpeg"`, or "auto"
     for frames above `JPEG_ABOVE_PIXELS`)."""
-    from memlens.traces import frame
+    from memlens.store.traces import frame
 
     trace = store.episode(episode)
     length = int(trace.attrs["length"])
@@ -204,12 +204,12 @@ def log_attention(rec, store: TraceStore, episode: int, index) -> tuple[list[str
 
 def fit_embedding(store, embedding=None):
     """`EmbeddedStates` of the store's memory states: a UMAP fitted here (`embedding=None`), or the points of
-    an embedding saved with `MemoryEmbedding.save` (a directory; read without unpickling)."""
-    from memlens.analysis.embedding import MemoryEmbedding, load_embedding_points
+    an embedding saved with `MemoryMap.save` (a directory; read without unpickling)."""
+    from memlens.analysis.embedding import fit_map, load_embedding_points
 
     if embedding is not None:
         return load_embedding_points(embedding)
-    return MemoryEmbedding(random_state=0).fit(store).embedding_
+    return fit_map(store, random_state=0).points
 
 
 def log_embedding(rec, points, trace, index) -> None:

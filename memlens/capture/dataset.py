@@ -1,64 +1,27 @@
-"""`memlens capture`: replay dataset episodes through a checkpoint and record every step into a trace store.
+"""`memlens capture CKPT DATASET`: replay dataset episodes through a checkpoint and record every step into a trace store.
 
-Each episode replays in frame order as at deployment: `reset()` at the start, `select_action` on every
-frame, memory updated once per chunk. `batch_episodes` episodes replay together as one batch (rows
-are independent; shorter episodes repeat their last frame, and what follows their end is dropped).
-Committed episodes are skipped, so rerunning the same command resumes.
+Each episode replays in frame order as at deployment (`memlens.runtime.replay`): `reset()` at the start,
+`select_action` on every frame, memory updated once per chunk. `batch_episodes` episodes replay together
+as one batch (rows are independent; what follows a shorter episode's end is dropped). Committed episodes
+are skipped, so rerunning the same command resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from memlens.capture.recorder import CaptureHooks
-from memlens.capture.sites import active_sites, label_site
+from memlens.capture.config import CaptureConfig
+from memlens.capture.hooks import CaptureHooks
+from memlens.capture.sites import label_site
 from memlens.errors import UserError
-from memlens.policy import memory_tokens
-from memlens.replay import LoadedPolicy, episode_frames, load_policy, observation_from_frame, open_dataset
-
-
-def file_sha256(path: Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def check_dataset_matches_policy(loaded: LoadedPolicy, dataset) -> None:
-    features = dataset.meta.features
-    expected = {k: tuple(v.shape) for k, v in loaded.config.input_features.items() if not k.startswith("observation.images.empty")}
-    missing = [k for k in expected if k not in features]
-    if missing:
-        found = sorted(k for k in features if k.startswith("observation."))
-        raise UserError(
-            f"the dataset lacks inputs the policy needs: {missing}. The policy expects {sorted(expected)}; the "
-            f"dataset has {found}. Capture with the dataset the checkpoint was trained on (or one with the same "
-            "camera and state keys)."
-        )
-
-
-def load_for_capture(ckpt: str, *, device: str, attention_only: bool) -> LoadedPolicy:
-    """Load a checkpoint to capture; one without memory is refused unless `attention_only`."""
-    try:
-        loaded = load_policy(ckpt, device=device)
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from exc
-    if not memory_tokens(loaded.config) and not attention_only:
-        raise UserError(
-            f"checkpoint {loaded.path} has no memory tokens (type {loaded.config.type}, num_mem_tokens=0): there is "
-            "no memory state to capture. Capture a memory checkpoint, or pass --attention-only to record the "
-            "attention summaries and actions of this one (for example as a baseline)."
-        )
-    return loaded
+from memlens.runtime.checkpoint import LoadedPolicy
+from memlens.runtime.replay import check_episodes, episode_lengths, open_matching_dataset, replay
 
 
 def chunk_arrays(hooks: CaptureHooks, row: int, n_updates: int) -> dict[str, np.ndarray]:
@@ -81,41 +44,29 @@ def shard() -> tuple[int, int]:
     return rank, world
 
 
-def _chunks(items: list, n: int):
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
 @torch.no_grad()
-def replay_batch(loaded: LoadedPolicy, dataset, episodes: list[int], *, attention=False, full_attention=False,
-                 hidden=False, record: bool = True, on_frame: Callable[[], None] | None = None) -> list[tuple[dict, dict]]:
+def replay_batch(loaded: LoadedPolicy, dataset, episodes: list[int], *, config: CaptureConfig | None = None,
+                 record: bool = True, on_frame: Callable[[], None] | None = None) -> list[tuple[dict, dict]]:
     """Replay `episodes` together; return per episode (arrays, attrs) ready for the trace store.
 
     `record=False` replays the same way without any hook (the reference for capture overhead)."""
-    policy, cfg = loaded.policy, loaded.config
-    streams = [episode_frames(dataset, ep) for ep in episodes]
-    lengths = [int(dataset.meta.episodes[ep]["length"]) for ep in episodes]
-    last = [None] * len(episodes)
+    config = config or CaptureConfig()
+    cfg = loaded.config
+    lengths = episode_lengths(dataset, episodes)
     per_ep = [{"predicted": [], "dataset": [], "index": [], "timestamp": [], "update": [], "labels": {}} for _ in episodes]
     update_frames: list[int] = []
-    policy.reset()
-    hooks = CaptureHooks(policy, attention=attention, full_attention=full_attention, hidden=hidden)
+    hooks = config.hooks(loaded.policy)
+    last = None
     with hooks if record else contextlib.nullcontext():
-        for t in range(max(lengths)):
-            for b, stream in enumerate(streams):
-                if t < lengths[b]:
-                    last[b] = next(stream)
-            obs = [observation_from_frame(f, cfg.input_features) for f in last]
-            batch = {k: torch.stack([o[k] for o in obs]) for k in obs[0] if k != "task"}
-            batch["task"] = [o["task"] for o in obs]
-            if t % cfg.n_action_steps == 0:
-                update_frames.append(t)
-            action = loaded.postprocessor(policy.select_action(loaded.preprocessor(batch)))
-            for b, frame in enumerate(last):
-                if t >= lengths[b]:
+        for step in replay(loaded, dataset, episodes):
+            if step.t % cfg.n_action_steps == 0:
+                update_frames.append(step.t)
+            last = step.frames
+            for b, frame in enumerate(step.frames):
+                if not step.live[b]:
                     continue
                 rec = per_ep[b]
-                rec["predicted"].append(action[b].float().cpu().numpy())
+                rec["predicted"].append(step.action[b].float().cpu().numpy())
                 rec["dataset"].append(frame["action"].float().numpy())
                 rec["index"].append(int(frame["frame_index"]))
                 rec["timestamp"].append(float(frame["timestamp"]))
@@ -149,67 +100,39 @@ def replay_batch(loaded: LoadedPolicy, dataset, episodes: list[int], *, attentio
     return out
 
 
-def open_matching_dataset(loaded, dataset, root=None):
-    """The dataset to replay, opened (any lerobot failure becomes one UserError) and checked against the policy."""
-    try:
-        ds = open_dataset(dataset, root=root)
-    except Exception as exc:  # noqa: BLE001 - lerobot raises many kinds here
-        raise UserError(f"cannot open dataset {dataset!r} (root {root}): {type(exc).__name__}: {exc}") from exc
-    check_dataset_matches_policy(loaded, ds)
-    return ds
+def capture(ckpt, dataset: str, out: str, *, root: str | None = None, episodes: list[int] | None = None,
+            config: CaptureConfig | None = None, overwrite: bool = False,
+            progress: Callable[[str, int, int], None] | None = None, **options):
+    """Capture `episodes` of `dataset` replayed through `ckpt` into the trace store at `out`.
 
+    What is recorded: `config` (a `CaptureConfig`), or its fields as keyword options
+    (`attention=True, batch_episodes=4, ...`)."""
+    from memlens.store import TraceStore
 
-def capture(ckpt: str, dataset: str, out: str, *, root: str | None = None, episodes: list[int] | None = None,
-            attention: bool = False, full_attention: bool = False, hidden: bool = False, batch_episodes: int = 1,
-            device: str = "cpu", overwrite: bool = False, attention_only: bool = False,
-            progress: Callable[[str, int, int], None] | None = None):
-    """Capture `episodes` of `dataset` replayed through `ckpt` into the trace store at `out`."""
-    from memlens.store import NotATraceStoreError, ProvenanceMismatchError, SchemaVersionError, TraceStore
-
-    if batch_episodes < 1:
-        raise UserError(f"--batch-episodes must be at least 1, got {batch_episodes}.")
-    loaded = load_for_capture(ckpt, device=device, attention_only=attention_only)
-    if attention_only:
-        attention = True
+    config = CaptureConfig.of(config, options)
+    loaded = config.load(ckpt)
     ds = open_matching_dataset(loaded, dataset, root)
-    total = ds.meta.total_episodes
-    episodes = list(range(total)) if episodes is None else list(episodes)
-    bad = [e for e in episodes if not 0 <= e < total]
-    if bad or not episodes:
-        raise UserError(f"episodes {bad or '(none)'} are out of range: the dataset has episodes 0..{total - 1}.")
-    weights = loaded.path / "model.safetensors"
-    manifest = {
-        "provenance": {
-            "checkpoint": str(loaded.path),
-            "checkpoint_sha256": file_sha256(weights) if weights.is_file() else None,
-            "policy_config": loaded.config.__class__.__name__,
-            "policy": {k: v for k, v in vars(loaded.config).items() if isinstance(v, int | float | str | bool | type(None))},
-            "dataset": {"repo_id": ds.repo_id, "root": str(Path(ds.root).resolve()), "revision": getattr(ds, "revision", None)},
-            "memlens_version": version("memlens"),
-            "lerobot_version": version("lerobot"),
-            "capture_options": {"attention": attention, "full_attention": full_attention, "hidden": hidden,
-                                "attention_only": attention_only},
-        },
-        "sites": {n: s.to_json() for n, s in active_sites(attention=attention, full_attention=full_attention, hidden=hidden).items()},
-    }
+    episodes = check_episodes(ds, episodes)
+    source = {"dataset": {"repo_id": ds.repo_id, "root": str(Path(ds.root).resolve()),
+                          "revision": getattr(ds, "revision", None)}}
+    sites = {n: s.to_json() for n, s in config.sites().items()}
     for key in ds.meta.features:
         if key.startswith("label."):
             site = label_site(key.removeprefix("label."))
-            manifest["sites"][site.name] = site.to_json()
-    try:
-        store = TraceStore.create(out, manifest=manifest, overwrite=overwrite)
-    except (NotATraceStoreError, ProvenanceMismatchError, SchemaVersionError) as exc:
-        raise UserError(str(exc)) from exc
+            sites[site.name] = site.to_json()
+    store = TraceStore.create(out, manifest={"provenance": config.provenance(loaded, source), "sites": sites},
+                              overwrite=overwrite)
     rank, world = shard()
-    todo = [e for e in episodes[rank::world] if not store.has_episode(e)]
-    done = len(episodes[rank::world]) - len(todo)
+    mine = episodes[rank::world]
+    todo = [e for e in mine if not store.has_episode(e)]
+    done = len(mine) - len(todo)
     if progress is not None:
-        progress("skip", done, len(episodes[rank::world]))
-    for group in _chunks(todo, batch_episodes):
-        results = replay_batch(loaded, ds, group, attention=attention, full_attention=full_attention, hidden=hidden)
-        for ep, (arrays, attrs) in zip(group, results, strict=True):
+        progress("skip", done, len(mine))
+    for start in range(0, len(todo), config.batch_episodes):
+        group = todo[start : start + config.batch_episodes]
+        for ep, (arrays, attrs) in zip(group, replay_batch(loaded, ds, group, config=config), strict=True):
             store.write_episode(ep, arrays, attrs)
             done += 1
             if progress is not None:
-                progress("episode", done, len(episodes[rank::world]))
+                progress("episode", done, len(mine))
     return store

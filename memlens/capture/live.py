@@ -9,15 +9,15 @@ labels (the cue) are known and stored like a dataset's.
 from __future__ import annotations
 
 import math
-from importlib.metadata import version
 
 import numpy as np
 import torch
 
-from memlens.capture.recorder import CaptureHooks
-from memlens.capture.run import chunk_arrays, load_for_capture
-from memlens.capture.sites import Site, active_sites, label_site
+from memlens.capture.config import CaptureConfig
+from memlens.capture.dataset import chunk_arrays
+from memlens.capture.sites import Site, label_site
 from memlens.errors import UserError
+from memlens.runtime.rollout import check_policy_matches_env, episode_length, rollout, single_env
 
 
 def frame_site(camera: str) -> Site:
@@ -26,55 +26,49 @@ def frame_site(camera: str) -> Site:
 
 
 @torch.no_grad()
-def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant: str = "short", seed: int = 0,
-                attention: bool = False, hidden: bool = False, batch_episodes: int = 1, device: str = "cpu",
-                overwrite: bool = False, attention_only: bool = False, progress=None):
-    from lerobot.envs.factory import make_env, make_env_pre_post_processors
-    from lerobot.scripts.lerobot_eval import rollout
-
-    from memlens.evaluate import check_policy_matches_env
+def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str = "short", seed: int = 0,
+                config: CaptureConfig | None = None, overwrite: bool = False, progress=None, **options):
+    """Capture `n_episodes` live rollouts of `env_name` (episode i seeded `seed + i`) into the trace store at
+    `out`. What is recorded: `config` (a `CaptureConfig`) or its fields as keyword options; full attention
+    maps are a dataset capture's option."""
     from memlens.store import TraceStore
     from memlens.tasks.envs import KNOWN_ENVS, make_env_config
     from memlens.tasks.worlds import MemoryWorld
 
+    config = CaptureConfig.of(config, options)
+    if config.full_attention:
+        raise UserError("--full-attention is recorded for dataset captures only; capture live rollouts with "
+                        "--attention (per-group summaries), or replay a dataset for full attention maps.")
     if n_episodes < 1:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
     if env_name not in KNOWN_ENVS:
         raise UserError(f"unknown env {env_name!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
-    loaded = load_for_capture(ckpt, device=device, attention_only=attention_only)
+    loaded = config.load(ckpt)
     cfg = loaded.config
-    attention = attention or attention_only
     env_cfg = make_env_config(env_name, variant=variant)
     check_policy_matches_env(loaded, env_cfg)
     cameras = [k.removeprefix("observation.images.") for k in cfg.image_features]
-    sites = {n: s.to_json() for n, s in active_sites(attention=attention, hidden=hidden).items()
-             if n != "action/dataset"}
+    sites = {n: s.to_json() for n, s in config.sites().items() if n != "action/dataset"}
     # per-frame copies of the world's episode labels (cue; order: second), except its constant settings
     episode_labels = [k for k in MemoryWorld(env_cfg._spec).labels if k not in ("n_targets", "delay_steps")]
     for label in (*episode_labels, "phase"):
         sites[f"label/{label}"] = label_site(label).to_json()
     for cam in cameras:
         sites[f"frames/{cam}"] = frame_site(cam).to_json()
-    manifest = {"provenance": {"checkpoint": str(loaded.path), "env": {"name": env_name, "variant": variant, "seed": seed},
-                               "memlens_version": version("memlens"), "lerobot_version": version("lerobot"),
-                               "capture_options": {"attention": attention, "hidden": hidden, "live": True}},
-                "sites": sites}
-    store = TraceStore.create(out, manifest=manifest, overwrite=overwrite)
+    source = {"env": {"name": env_name, "variant": variant, "seed": seed}}
+    store = TraceStore.create(out, manifest={"provenance": config.provenance(loaded, source), "sites": sites},
+                              overwrite=overwrite)
     todo = [e for e in range(n_episodes) if not store.has_episode(e)]
-    envs = make_env(env_cfg, n_envs=min(batch_episodes, len(todo) or 1), use_async_envs=False)
-    env = next(iter(next(iter(envs.values())).values()))
-    env_pre, env_post = make_env_pre_post_processors(env_cfg, cfg)
-    spec = env.envs[0].unwrapped.task_spec
+    env = single_env(loaded, env_cfg, min(config.batch_episodes, len(todo) or 1))
+    spec = env.env.envs[0].unwrapped.task_spec
     try:
-        for start in range(0, len(todo), env.num_envs):
-            group = todo[start : start + env.num_envs]
-            seeds = [seed + e for e in group] + [seed + group[-1]] * (env.num_envs - len(group))
-            with CaptureHooks(loaded.policy, attention=attention, hidden=hidden) as hooks:
-                data = rollout(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor,
-                               seeds=seeds, return_observations=True)
-            done = data["done"].to(int)
+        for start in range(0, len(todo), env.env.num_envs):
+            group = todo[start : start + env.env.num_envs]
+            seeds = [seed + e for e in group] + [seed + group[-1]] * (env.env.num_envs - len(group))
+            with config.hooks(loaded.policy) as hooks:
+                data = rollout(loaded, env, seeds)
             for b, ep in enumerate(group):
-                length = int(torch.argmax(done[b])) + 1 if done[b].any() else done.shape[1]
+                length = episode_length(data["done"][b])
                 n_updates = math.ceil(length / cfg.n_action_steps)
                 world = MemoryWorld(spec)
                 world.reset(seed=seeds[b])
@@ -92,7 +86,8 @@ def capture_env(ckpt: str, env_name: str, out: str, *, n_episodes: int, variant:
                     arrays[f"frames/{cam}"] = (img.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
                 arrays.update(chunk_arrays(hooks, b, n_updates))
                 attrs = {"episode": ep, "length": length, "n_updates": n_updates, "seed": seeds[b],
-                         "success": bool(data["success"][b, :length].any()), "task": env.envs[b].unwrapped.task_description,
+                         "success": bool(data["success"][b, :length].any()),
+                         "task": env.env.envs[b].unwrapped.task_description,
                          "labels": {k: int(v) for k, v in world.labels.items()}, "attention_groups": hooks.chunks[0]["groups"]}
                 store.write_episode(ep, arrays, attrs)
                 if progress is not None:

@@ -8,7 +8,7 @@ Shape glossary (symbolic dims as stored in the trace manifest):
 - L: VLM layers; NH: attention heads; G: prefix groups (each camera, language, memory, state[, memory_write][, history])
 - P: prefix tokens
 
-Every site is produced by one function of `memlens.capture.recorder`; a declared site that never fired
+Every site is produced by one function of `memlens.capture.hooks`; a declared site that never fired
 during capture is an error, not an empty array.
 """
 

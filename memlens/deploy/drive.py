@@ -81,7 +81,7 @@ def drive_sync(ckpt, *, n_frames: int, task: str = "reach the cue", episodes: in
     from lerobot.rollout.inference.sync import SyncInferenceEngine
     from lerobot.utils.feature_utils import build_dataset_frame
 
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
 
     loaded, run = load_policy(ckpt), EngineRun("sync")
     _record(loaded, run)
@@ -109,7 +109,7 @@ def drive_rtc(ckpt, *, n_frames: int, task: str = "reach the cue", episodes: int
     from lerobot.policies.rtc.configuration_rtc import RTCConfig
 
     from memlens.deploy.rtc import MemoryRTCInferenceEngine
-    from memlens.replay import load_policy
+    from memlens.runtime import load_policy
 
     loaded, run = load_policy(ckpt), EngineRun("rtc")
     rtc = RTCConfig(enabled=True, execution_horizon=execution_horizon)
@@ -167,7 +167,7 @@ def drive_async(ckpt, *, n_frames: int, task: str = "reach the cue", episodes: i
     recorded = threading.Event()
 
     def record(srv):  # the server loads the policy when the client asks
-        from memlens.replay import LoadedPolicy
+        from memlens.runtime import LoadedPolicy
 
         _record(LoadedPolicy(srv.policy, srv.preprocessor, srv.postprocessor, ckpt), run)
         recorded.set()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
+from memlens.errors import CheckpointNotFoundError
+
 from .configuration_smolvla_rmt import SmolVLARMTConfig
 
 CONVERTIBLE_TYPES = ("smolvla", "smolvla_rmt")
@@ -31,7 +33,7 @@ def resolve_checkpoint_dir(path_or_repo_id: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"Expected a checkpoint directory (holding config.json and model.safetensors), found a file: {path}."
         )
     from huggingface_hub import snapshot_download
@@ -39,7 +41,7 @@ def resolve_checkpoint_dir(path_or_repo_id: str | os.PathLike) -> Path:
     try:
         return Path(snapshot_download(str(path_or_repo_id)))
     except Exception as exc:  # noqa: BLE001 - any Hub/cache failure gets the same explanation
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"Checkpoint {str(path_or_repo_id)!r} is neither a local directory nor a Hub repo id available "
             f"(online or in the Hub cache): {type(exc).__name__}: {exc}. Pass the directory that holds "
             "config.json and model.safetensors (for lerobot-train runs: OUTPUT/checkpoints/NNNNNN/pretrained_model)."
@@ -49,7 +51,7 @@ def resolve_checkpoint_dir(path_or_repo_id: str | os.PathLike) -> Path:
 def checkpoint_type(ckpt_dir: Path) -> str:
     config_file = ckpt_dir / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"{ckpt_dir} has no config.json: expected a LeRobot policy checkpoint directory "
             "(for lerobot-train runs: OUTPUT/checkpoints/NNNNNN/pretrained_model)."
         )

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from memlens.errors import UserError
-from memlens.replay import load_policy, open_dataset, replay_episode
+from memlens.runtime.checkpoint import load_policy
+from memlens.runtime.replay import open_matching_dataset, replay_episode
 
 
 def memory_trace(loaded, dataset, episode: int) -> list[tuple[int, torch.Tensor]]:
@@ -41,7 +42,7 @@ def inspect_checkpoint(ckpt: str, *, dataset: str | None = None, root: Path | No
         )
     if dataset is None or mem is None:
         return []
-    ds = open_dataset(dataset, root=root)
+    ds = open_matching_dataset(loaded, dataset, root)
     if not 0 <= episode < ds.meta.total_episodes:
         raise UserError(f"episode {episode} is out of range: the dataset has episodes 0..{ds.meta.total_episodes - 1}.")
     trace = memory_trace(loaded, ds, episode)

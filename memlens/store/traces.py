@@ -1,7 +1,7 @@
 """The notebook API over a trace store: open it, list and read episodes, and fetch the camera frame of
 any step (from the dataset the capture replayed, or from frames stored with a live rollout).
 
-    >>> from memlens.traces import open_traces, frame
+    >>> from memlens.store.traces import open_traces, frame
     >>> store = open_traces("traces/cue")                        # doctest: +SKIP
     >>> ep = store.episode(store.episodes()[0])                  # doctest: +SKIP
     >>> ep["memory/write"][:5].shape                             # lazy: reads 5 updates -> (5, M, H)

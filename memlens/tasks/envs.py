@@ -28,6 +28,7 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from memlens.errors import InvalidInputError
 from memlens.tasks.worlds import INSTRUCTIONS, MemoryWorld, make_spec
 
 GYM_IDS = {"cue_recall": "memlens/CueRecall-v0", "count": "memlens/Count-v0", "order": "memlens/Order-v0"}
@@ -187,7 +188,7 @@ KNOWN_ENVS: dict[str, type[MemoryTaskEnvConfig]] = {
 def make_env_config(name: str, **kwargs) -> MemoryTaskEnvConfig:
     """Env config by LeRobot type name, e.g. ``make_env_config("memlens_count", variant="long")``."""
     if name not in KNOWN_ENVS:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown memlens env {name!r}: expected one of {sorted(KNOWN_ENVS)}. Use one of those names."
         )
     return KNOWN_ENVS[name](**kwargs)

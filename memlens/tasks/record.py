@@ -22,11 +22,12 @@ encoding.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from memlens.errors import InvalidInputError, OutputExistsError
+from memlens.runtime.quiet import quiet_progress
 from memlens.tasks.expert import ScriptedExpert
 from memlens.tasks.worlds import MemoryWorld, TaskSpec, make_spec
 
@@ -49,7 +50,7 @@ def camera_image(image, camera: str):
         return image
     if camera == "wrist":
         return np.ascontiguousarray(np.rot90(image))
-    raise ValueError(f"unknown camera {camera!r}; expected one of {CAMERAS}.")
+    raise InvalidInputError(f"unknown camera {camera!r}; expected one of {CAMERAS}.")
 
 
 def dataset_features(spec: TaskSpec, use_videos: bool = True, cameras: tuple[str, ...] = ("top",)) -> dict:
@@ -85,7 +86,7 @@ def _label_columns(labels: dict) -> dict:
 def _check_root(root: Path) -> None:
     if root.exists():
         if not root.is_dir() or any(root.iterdir()):
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"Dataset root {str(root)!r} already exists and is not empty; expected a new or empty "
                 f"directory. Choose another path, or delete this one if you no longer need it "
                 f"(memlens never overwrites data)."
@@ -122,7 +123,7 @@ def record_dataset(
     for cam in cameras:
         camera_image(np.zeros((1, 1, 3), np.uint8), cam)  # unknown camera: ValueError before anything is written
     if n_episodes < 1:
-        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}.")
+        raise InvalidInputError(f"n_episodes must be >= 1, got {n_episodes}.")
     root = Path(root)
     _check_root(root)
 
@@ -143,7 +144,7 @@ def record_dataset(
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc=f"recording {task}/{variant}")
-    with _no_datasets_progress_bars():
+    with quiet_progress():
         try:
             for i in iterator:
                 obs = world.reset(seed=seed + i)
@@ -185,20 +186,6 @@ def record_dataset(
     }
     (root / LABELS_FILE).write_text(json.dumps(meta, indent=2))
     return root
-
-
-@contextmanager
-def _no_datasets_progress_bars():
-    """Hide the ``datasets`` library's "Map" bar of every saved episode; restore after."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
 
 
 def load_labels(root: str | Path) -> dict:

@@ -43,6 +43,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from memlens.errors import InvalidInputError
+
 TASKS = ("cue_recall", "count", "order")
 DELAY_PRESETS = {"short": 3, "medium": 30, "long": 100, "extra_long": 160, "control": 30}
 VARIANTS = tuple(DELAY_PRESETS)
@@ -128,29 +130,29 @@ def make_spec(
 ) -> TaskSpec:
     """Validated :class:`TaskSpec`; ``delay_steps`` defaults to the variant's preset."""
     if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}: expected one of {TASKS}. Pick one of those.")
+        raise InvalidInputError(f"Unknown task {task!r}: expected one of {TASKS}. Pick one of those.")
     if variant not in DELAY_PRESETS:
-        raise ValueError(
+        raise InvalidInputError(
             f"Unknown variant {variant!r}: expected one of {VARIANTS} "
             f"(delays {DELAY_PRESETS}). Pick one of those."
         )
     if not (isinstance(n_targets, int | np.integer) and MIN_TARGETS <= n_targets <= MAX_TARGETS):
-        raise ValueError(
+        raise InvalidInputError(
             f"n_targets must be an int in {MIN_TARGETS}..{MAX_TARGETS}, got {n_targets!r}. "
             f"Use a value in that range (there are {MAX_TARGETS} distinct colours/positions)."
         )
     cue_steps = default_cue_steps(task, n_targets) if cue_steps is None else cue_steps
     if task == "order" and cue_steps < 2:
-        raise ValueError(f"cue_steps={cue_steps} is too short for two colours in turn: use at least 2.")
+        raise InvalidInputError(f"cue_steps={cue_steps} is too short for two colours in turn: use at least 2.")
     if task == "count" and cue_steps < n_targets * FLASH_PERIOD - FLASH_OFF:
-        raise ValueError(
+        raise InvalidInputError(
             f"cue_steps={cue_steps} is too short for {n_targets} flashes "
             f"({FLASH_ON} on + {FLASH_OFF} off each): use at least "
             f"{n_targets * FLASH_PERIOD - FLASH_OFF}."
         )
     delay_steps = DELAY_PRESETS[variant] if delay_steps is None else delay_steps
     if cue_steps < 1 or delay_steps < 0 or go_steps < 1 or image_size < 32:
-        raise ValueError(
+        raise InvalidInputError(
             f"Expected cue_steps >= 1, delay_steps >= 0, go_steps >= 1, image_size >= 32; got "
             f"{cue_steps}, {delay_steps}, {go_steps}, {image_size}."
         )
@@ -291,7 +293,7 @@ class MemoryWorld:
             self._rng = np.random.default_rng(seed)
         drawn = int(self._rng.integers(self.spec.n_targets))
         if cue is not None and not 0 <= cue < self.spec.n_targets:
-            raise ValueError(f"cue must be in 0..{self.spec.n_targets - 1}, got {cue}.")
+            raise InvalidInputError(f"cue must be in 0..{self.spec.n_targets - 1}, got {cue}.")
         self.cue = drawn if cue is None else int(cue)
         # drawn after the cue, so every task's cue is the same function of the seed
         self.second = (self.cue + 1 + int(self._rng.integers(self.spec.n_targets - 1))) % self.spec.n_targets

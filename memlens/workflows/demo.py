@@ -19,11 +19,11 @@ DEMO_TASK, DEMO_VARIANT = "cue_recall", "short"
 
 def run_demo(*, workdir: Path, steps: int = 300, n_episodes: int = 30, console: Console | None = None,
              serve: bool = False, host: str = "127.0.0.1", port: int = 7860) -> Path:
-    from memlens.capture.run import capture
-    from memlens.inspect import inspect_checkpoint
+    from memlens.capture.dataset import capture
+    from memlens.runtime.debug import inspect_checkpoint
     from memlens.models import install_vlm
     from memlens.tasks.record import record_dataset
-    from memlens.train import run_lerobot_train, tiny_train_args
+    from memlens.workflows.train import run_lerobot_train, tiny_train_args
 
     console = console or Console()
     workdir = Path(workdir)

@@ -10,9 +10,7 @@ reports the per-episode mean squared error between predicted and recorded action
 from __future__ import annotations
 
 import math
-import os
 import resource
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +19,9 @@ import torch
 
 from memlens.errors import UserError
 from memlens.policy import memory_tokens
-from memlens.replay import LoadedPolicy, load_policy
+from memlens.runtime.checkpoint import LoadedPolicy, load_policy
+from memlens.runtime.quiet import quiet_progress
+from memlens.runtime.rollout import ActionTimer, single_env
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -52,61 +52,10 @@ class PolicyResult:
     successes: list[bool] = field(default_factory=list)
 
 
-class _Timer:
-    """Times every `select_action` call of a policy (and separately those that computed a chunk)."""
-
-    def __init__(self, policy):
-        self.policy, self.calls, self.chunk_calls = policy, [], []
-
-    def __enter__(self):
-        from memlens.runtime.patching import patched
-
-        def timed(*args, **kwargs):
-            computes_chunk = len(self.policy._queues["action"]) == 0
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            out = self._original(*args, **kwargs)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            ms = (time.perf_counter() - start) * 1000
-            self.calls.append(ms)
-            if computes_chunk:
-                self.chunk_calls.append(ms)
-            return out
-
-        self._patch = patched(self.policy, "select_action", timed)
-        self._original = self._patch.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._patch.__exit__(*exc)  # back to what was there (the class method)
-
-
 def _peak_memory_mb(device: str) -> tuple[float, str]:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
-
-
-def check_policy_matches_env(loaded: LoadedPolicy, env_cfg) -> None:
-    """Raise UserError naming the keys when the policy's inputs/outputs do not match the env's."""
-    from lerobot.envs.utils import env_to_policy_features
-
-    env_features = env_to_policy_features(env_cfg)
-    problems = []
-    for key, feat in {**loaded.config.input_features, **loaded.config.output_features}.items():
-        if key.startswith("observation.images.empty"):
-            continue
-        if key not in env_features:
-            problems.append(f"{key} (policy expects {tuple(feat.shape)}, the env has no such key)")
-        elif tuple(env_features[key].shape) != tuple(feat.shape):
-            problems.append(f"{key} (policy expects {tuple(feat.shape)}, the env gives {tuple(env_features[key].shape)})")
-    if problems:
-        raise UserError(
-            f"checkpoint {loaded.path} does not match env {env_cfg.type}: " + "; ".join(problems)
-            + f". The env provides {sorted(env_features)}. Evaluate a checkpoint trained on this env's data."
-        )
 
 
 def check_same_features(a: LoadedPolicy, b: LoadedPolicy) -> None:
@@ -124,10 +73,7 @@ def check_same_features(a: LoadedPolicy, b: LoadedPolicy) -> None:
 
 def load_comparable(checkpoints: dict[str, str], *, device: str) -> dict[str, LoadedPolicy]:
     """Load every named checkpoint and check that all were trained on the same features."""
-    try:
-        loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from exc
+    loaded = {name: load_policy(path, device=device) for name, path in checkpoints.items()}
     first, *others = loaded.values()
     for other in others:
         check_same_features(first, other)
@@ -137,27 +83,17 @@ def load_comparable(checkpoints: dict[str, str], *, device: str) -> dict[str, Lo
 def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int, batch_size: int,
                     seed: int, device: str = "cpu") -> PolicyResult:
     """lerobot's `eval_policy` on `n_episodes` seeded episodes, with timing and peak memory."""
-    from lerobot.envs.factory import make_env, make_env_pre_post_processors
     from lerobot.scripts.lerobot_eval import eval_policy
 
-    batch_size = max(1, min(batch_size, n_episodes))
-    envs = make_env(env_cfg, n_envs=batch_size, use_async_envs=False)
-    env = next(iter(next(iter(envs.values())).values()))
-    env_pre, env_post = make_env_pre_post_processors(env_cfg, loaded.config)
+    env = single_env(loaded, env_cfg, max(1, min(batch_size, n_episodes)))
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # lerobot's per-step rollout bars; memlens shows its own progress
     try:
-        with torch.no_grad(), _Timer(loaded.policy) as timer:
-            info = eval_policy(env, loaded.policy, env_pre, env_post, loaded.preprocessor, loaded.postprocessor,
+        with torch.no_grad(), quiet_progress(), ActionTimer(loaded.policy) as timer:
+            info = eval_policy(env.env, loaded.policy, env.pre, env.post, loaded.preprocessor, loaded.postprocessor,
                                n_episodes=n_episodes, start_seed=seed)
     finally:
         env.close()
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     successes = [bool(e["success"]) for e in info["per_episode"]]
     peak, kind = _peak_memory_mb(device)
     calls = np.asarray(timer.calls) if timer.calls else np.asarray([float("nan")])
@@ -198,7 +134,6 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
     for variant in variants:
         env_cfg = make_env_config(env, variant=variant)
         for name, lp in loaded.items():
-            check_policy_matches_env(lp, env_cfg)
             res = evaluate_in_env(lp, env_cfg, name=name, n_episodes=n_episodes, batch_size=batch_size,
                                   seed=seed, device=device)
             res.task, res.variant = env, variant
@@ -223,24 +158,17 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
 def compare_on_dataset(checkpoints: dict[str, str], dataset: str, *, root: str | None = None,
                        episodes: list[int] | None = None, device: str = "cpu", progress=None) -> dict:
     """Offline: per-episode MSE between each policy's actions and the dataset's, replayed as deployed."""
-    from memlens.replay import episode_frames, open_dataset, replay_episode
+    from memlens.runtime.replay import check_episodes, open_matching_dataset, replay_actions
 
-    ds = open_dataset(dataset, root=root)
-    total = ds.meta.total_episodes
-    episodes = list(range(total)) if episodes is None else episodes
-    if not episodes:
-        raise UserError("no episodes selected: pass at least one episode.")
-    out_of_range = [e for e in episodes if not 0 <= e < total]
-    if out_of_range:
-        raise UserError(f"episodes {out_of_range} are out of range: the dataset has episodes 0..{total - 1}.")
     loaded = load_comparable(checkpoints, device=device)
+    ds = open_matching_dataset(next(iter(loaded.values())), dataset, root)
+    episodes = check_episodes(ds, episodes)
     results = {}
     for name, lp in loaded.items():
         errors = []
         for ep in episodes:
-            predicted = torch.cat(replay_episode(lp, ds, ep)).float()
-            recorded = torch.stack([f["action"] for f in episode_frames(ds, ep)]).float()
-            errors.append(float(((predicted - recorded) ** 2).mean()))
+            run = replay_actions(lp, ds, [ep])[0]
+            errors.append(float(((run["predicted"] - run["recorded"]) ** 2).mean()))
             if progress is not None:
                 progress(name, ep)
         arr = np.asarray(errors)

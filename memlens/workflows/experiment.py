@@ -105,7 +105,7 @@ def segments_of(task: str, cfg: ExperimentConfig) -> int:
 def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tokens: int, segments: int,
                  steps: int, init: Path | None = None) -> Path:
     """Train (or reuse) one policy; `init` continues from a checkpoint (fresh optimizer and schedule)."""
-    from memlens.train import continue_train_args, run_lerobot_train, tiny_train_args
+    from memlens.workflows.train import continue_train_args, run_lerobot_train, tiny_train_args
 
     ckpt = out / "checkpoints" / "last" / "pretrained_model"
     if (ckpt / "model.safetensors").is_file():
@@ -159,8 +159,8 @@ def cached_results(path: Path, ckpts: dict[str, Path], cfg: ExperimentConfig) ->
 
 
 def run_experiment(out: Path, cfg: ExperimentConfig | None = None, console: Console | None = None) -> dict:
-    from memlens.evaluate import compare_in_env, write_results
-    from memlens.report import markdown_table, print_comparison
+    from memlens.workflows.evaluate import compare_in_env, write_results
+    from memlens.workflows.report import markdown_table, print_comparison
 
     cfg = cfg or ExperimentConfig()
     console = console or Console()

@@ -1,0 +1,149 @@
+"""`intervene_env`: closed-loop rollouts with and without an intervention; success, and whose cue is followed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from memlens.errors import UserError
+from memlens.interventions.modes import make
+from memlens.interventions.override import MemoryOverride
+from memlens.interventions.result import InterventionResult
+
+
+def _reached(state_xy: np.ndarray, targets: np.ndarray, radius: float) -> int | None:
+    d = np.linalg.norm(targets - state_xy, axis=1)
+    return int(np.argmin(d)) if d.min() <= radius + 1e-6 else None
+
+
+def _rollout(loaded, env, seeds, seed):
+    from memlens.runtime.rollout import episode_length, rollout
+    from memlens.tasks.worlds import MAX_SPEED
+
+    data = rollout(loaded, env, seeds, torch_seed=seed)
+    out = []
+    for b in range(len(seeds)):
+        last = episode_length(data["done"][b]) - 1
+        # Where the last action took the agent (the world's step: clipped velocity times MAX_SPEED); the
+        # rollout keeps the observation before each action, not the terminal one.
+        before = data["observation"]["observation.state"][b, last, :2].float().numpy()
+        action = np.clip(data["action"][b, last, :2].float().numpy(), -1, 1)
+        xy = np.clip(before + MAX_SPEED * action, -1, 1)
+        out.append({"success": bool(data["success"][b, : last + 1].any()), "length": last + 1, "final_xy": xy})
+    return out
+
+
+def intervene_env(ckpt, env_name: str, *, mode: str, from_update: int = 0, n_episodes: int = 20,
+                  variant: str = "medium", batch_size: int = 10, every_update: bool = False, seed: int = 100_000,
+                  device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> InterventionResult:
+    """Closed-loop rollouts (lerobot's `rollout`, episode i seeded `seed + i`) with and without the
+    intervention: success of each, and which target each episode reached (its own cue's, for `swap` its
+    donor's, another, or none)."""
+    from memlens.runtime.checkpoint import load_policy
+    from memlens.runtime.rollout import single_env
+    from memlens.tasks.envs import KNOWN_ENVS, make_env_config
+    from memlens.tasks.worlds import SUCCESS_RADIUS, VARIANTS, MemoryWorld, target_positions
+
+    if n_episodes < 1:
+        raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
+    if env_name not in KNOWN_ENVS:
+        raise UserError(f"unknown env {env_name!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
+    if variant not in VARIANTS:
+        raise UserError(f"unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+    loaded = load_policy(ckpt, device=device)
+    intervention = make(mode, num_tokens=loaded.config.num_mem_tokens, seed=seed)
+    if intervention.across_episodes and n_episodes < 2:
+        raise UserError(f"mode {intervention.name!r} moves memories between episodes: pass --n-episodes 2 or more.")
+    MemoryOverride(loaded.policy, intervention, from_update=from_update, donors=[0])  # validates update, memory
+    env_cfg = make_env_config(env_name, variant=variant)
+    spec = env_cfg._spec
+    targets = target_positions(spec.task, spec.n_targets)
+    seeds = [seed + i for i in range(n_episodes)]
+    cues = []
+    for s in seeds:
+        world = MemoryWorld(spec)
+        world.reset(seed=s)
+        cues.append(int(world.cue))
+    batches = intervention.batches(list(range(n_episodes)), max(1, batch_size), cues, seed)
+    width = max(len(b) for b, _ in batches)
+    env = single_env(loaded, env_cfg, width)
+    rows = []
+    try:
+        for group, donors in batches:
+            pad = width - len(group)
+            batch_seeds = [seeds[i] for i in group] + [seeds[group[-1]]] * pad
+            full_donors = None if donors is None else list(donors) + list(range(len(group), width))
+            reference = _rollout(loaded, env, batch_seeds, seed)
+            with MemoryOverride(loaded.policy, intervention, from_update=from_update, every_update=every_update,
+                                donors=full_donors):
+                intervened = _rollout(loaded, env, batch_seeds, seed)
+            for b, i in enumerate(group):
+                donor = None if donors is None or donors[b] == b else group[donors[b]]
+                ref_hit = _reached(reference[b]["final_xy"], targets, SUCCESS_RADIUS)
+                new_hit = _reached(intervened[b]["final_xy"], targets, SUCCESS_RADIUS)
+                rows.append({
+                    "episode": i, "seed": seeds[i], "cue": cues[i],
+                    "donor": donor, "donor_cue": None if donor is None else cues[donor],
+                    "success_reference": reference[b]["success"], "success_intervened": intervened[b]["success"],
+                    "reached_reference": ref_hit, "reached_intervened": new_hit,
+                    "length_reference": reference[b]["length"], "length_intervened": intervened[b]["length"],
+                })
+            if progress is not None:
+                progress(len(rows), n_episodes)
+    finally:
+        env.close()
+    rows.sort(key=lambda r: r["episode"])
+    result = InterventionResult(intervention.name, from_update, every_update, "env", str(loaded.path), rows, _env_summary(rows),
+                                config={"env": env_name, "variant": variant, "seed": seed, "batch_size": batch_size})
+    result.figure = env_figure(result)
+    return result
+
+
+def _outcome(target, own, donor) -> str:
+    if target is None:
+        return "none"
+    if target == own:
+        return "own"
+    return "donor" if donor is not None and target == donor else "other"
+
+
+def _env_summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    out = {
+        "n_episodes": n,
+        "success_reference": float(np.mean([r["success_reference"] for r in rows])),
+        "success_intervened": float(np.mean([r["success_intervened"] for r in rows])),
+    }
+    out["success_change"] = out["success_intervened"] - out["success_reference"]
+    swapped = [r for r in rows if r["donor_cue"] is not None and r["donor_cue"] != r["cue"]]
+    if swapped:
+        for run in ("reference", "intervened"):
+            kinds = [_outcome(r[f"reached_{run}"], r["cue"], r["donor_cue"]) for r in swapped]
+            for k in ("own", "donor", "other", "none"):
+                out[f"{k}_target_rate_{run}"] = float(np.mean([x == k for x in kinds]))
+        out["n_swapped"] = len(swapped)
+        out["donor_target_rate"] = out["donor_target_rate_intervened"]
+        out["own_target_rate"] = out["own_target_rate_intervened"]
+    return out
+
+
+def env_figure(result: InterventionResult):
+    """Outcomes of the reference and intervened rollouts: success, or for swap which target was reached."""
+    import plotly.graph_objects as go
+
+    s = result.summary
+    fig = go.Figure()
+    if "n_swapped" in s:
+        kinds = ["own", "donor", "other", "none"]
+        names = ["own cue's target", "donor's cue target", "another target", "no target"]
+        for run in ("reference", "intervened"):
+            fig.add_bar(x=names, y=[s[f"{k}_target_rate_{run}"] for k in kinds], name=run)
+        title = f"memory swap at update {result.from_update}: target reached ({s['n_swapped']} swapped episodes)"
+    else:
+        fig.add_bar(x=["reference", f"{result.mode} at update {result.from_update}"],
+                    y=[s["success_reference"], s["success_intervened"]])
+        title = f"memory {result.mode}: success rate ({s['n_episodes']} episodes)"
+    fig.update_layout(title=title, yaxis_title="fraction of episodes", yaxis_range=[0, 1], barmode="group",
+                      template="plotly_white")
+    return fig
