@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -470,12 +471,31 @@ def stop_server(proc) -> None:
         except ProcessLookupError:
             pass
 
+    def group_alive() -> bool:  # the wrapper exits first; its child may still be closing its sockets
+        if not os.path.isdir("/proc"):
+            return proc.poll() is None
+        for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp
+            except OSError:
+                continue
+            if int(fields[2]) == proc.pid and fields[0] != "Z":  # a zombie holds no socket
+                return True
+        return False
+
     signal_all(signal.SIGTERM)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 5
+    while group_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if group_alive():
         signal_all(getattr(signal, "SIGKILL", signal.SIGTERM))
         proc.wait(timeout=5)
+        while group_alive() and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
 
 
 def _port_is_free(port: int) -> bool:
