@@ -1,0 +1,172 @@
+"""The Gymnasium adapter, on tiny envs and memlens's own task (no simulator needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from memlens.tasks.gym_adapter import GymEnvConfig, LeRobotGymEnv, ObservationSpec, record_gym_dataset
+
+POLICY_KEYS = {"action", "observation.state"}
+
+
+class SecretEnv(gym.Env):
+    """A tiny env whose observation carries the answer next to a camera and a position; success on
+    reaching the answer's corner. ``batched`` returns every value with a leading env axis of 1."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
+
+    def __init__(self, batched: bool = False, image_dtype=np.uint8):
+        self.batched, self.image_dtype = batched, image_dtype
+        self.observation_space = spaces.Dict({
+            "camera": spaces.Box(0, 255, (8, 8, 3), np.uint8),
+            "robot": spaces.Dict({"pos": spaces.Box(-1, 1, (2,), np.float32)}),
+            "answer": spaces.Discrete(2),
+        })
+        self.action_space = spaces.Box(-1, 1, (2,), np.float32)
+        self.spec = gym.envs.registration.EnvSpec("SecretEnv-v0", max_episode_steps=20)
+
+    def _b(self, x):
+        return np.asarray(x)[None] if self.batched else x
+
+    def _obs(self):
+        image = np.full((8, 8, 3), 100 + 50 * self.answer, self.image_dtype)
+        return {"camera": self._b(image), "robot": {"pos": self._b(self.pos.copy())}, "answer": self._b(self.answer)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.answer = int(self.np_random.integers(2))
+        self.pos = np.zeros(2, np.float32)
+        return self._obs(), {"instruction": "go to the corner the image shows", "answer": self.answer}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + 0.5 * np.asarray(action, np.float32), -1, 1)
+        success = bool(np.allclose(self.pos, [1, 1] if self.answer else [-1, -1]))
+        return self._obs(), self._b(float(success)), self._b(False), self._b(False), \
+            {"success": self._b(success), "answer": self.answer}
+
+
+SPEC = ObservationSpec(cameras={"top": "camera"}, state=("robot/pos",), state_names=("x", "y"),
+                       instruction_key="instruction")
+
+
+def corner_expert(env, obs):
+    return np.full(2, 1.0 if env.unwrapped.answer else -1.0, np.float32)
+
+
+# ---- the adapter, no simulator needed -----------------------------------------------------------------------
+
+
+def test_the_adapter_lets_through_only_the_named_camera_and_state_and_reports_only_success():
+    env = LeRobotGymEnv(SecretEnv(), SPEC, task="corner")
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"pixels", "agent_pos"} and set(obs["pixels"]) == {"top"}
+    assert obs["pixels"]["top"].shape == (8, 8, 3) and obs["pixels"]["top"].dtype == np.uint8
+    assert obs["agent_pos"].dtype == np.float32 and obs["agent_pos"].shape == (2,)
+    assert info == {"is_success": False}
+    assert env.observation_space.contains(obs)
+    assert env.task_description == "go to the corner the image shows" and env._max_episode_steps == 20
+    obs, reward, terminated, truncated, info = env.step(np.zeros(2, np.float32))
+    assert info == {"is_success": False} and "answer" not in obs and not terminated
+    assert env.metadata["render_fps"] == 5 and env.render().shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_episode_stops_on_the_first_success_and_batched_values_lose_their_env_axis(batched):
+    env = LeRobotGymEnv(SecretEnv(batched=batched), dataclasses.replace(SPEC, batched=batched))
+    obs, _ = env.reset(seed=3)
+    assert obs["pixels"]["top"].shape == (8, 8, 3) and obs["agent_pos"].shape == (2,)
+    steps = []
+    for _ in range(5):
+        obs, reward, terminated, truncated, info = env.step(corner_expert(env, obs))
+        steps.append((terminated, info["is_success"]))
+        if terminated:
+            break
+    assert steps == [(False, False), (True, True)]  # two half-steps to the corner, then stop
+    assert isinstance(reward, float) and isinstance(terminated, bool)
+
+
+def test_a_missing_path_and_a_non_rgb_camera_say_what_was_expected():
+    with pytest.raises(KeyError, match=r"no key 'wrist'.*found \['answer', 'camera', 'robot'\]"):
+        LeRobotGymEnv(SecretEnv(), ObservationSpec(cameras={"w": "wrist"}, instruction="x"))
+    with pytest.raises(ValueError, match=r"camera 'top'.*float32 \[8, 8, 3\]; expected uint8"):
+        LeRobotGymEnv(SecretEnv(image_dtype=np.float32), SPEC)
+    with pytest.raises(ValueError, match="language instruction"):
+        ObservationSpec(cameras={"top": "camera"})
+    with pytest.raises(ValueError, match="leading env axis"):
+        LeRobotGymEnv(SecretEnv(), dataclasses.replace(SPEC, batched=True))
+    env = LeRobotGymEnv(SecretEnv(), SPEC)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action has shape \[3\]; expected \[2\]"):
+        env.step(np.zeros(3, np.float32))
+
+
+CUE_GYM = dict(env_id="memlens/CueRecall-v0", import_module="memlens.tasks.envs", cameras={"top": "pixels/top"},
+               image_shapes={"top": [64, 64, 3]}, state=["agent_pos"], state_dim=4, action_dim=2,
+               success_key="is_success", task="reach the target whose colour the cue showed", fps=10)
+
+
+def test_lerobot_builds_the_memlens_gym_type_over_memlens_own_task_and_feeds_only_images_and_state():
+    from lerobot.envs.factory import make_env
+    from lerobot.envs.utils import env_to_policy_features, preprocess_observation
+
+    cfg = GymEnvConfig(**CUE_GYM)
+    assert cfg.type == "memlens_gym"
+    assert set(env_to_policy_features(cfg)) == POLICY_KEYS | {"observation.images.top"}
+    vec = make_env(cfg, n_envs=2)["memlens_gym"][0]
+    try:
+        assert vec.call("task_description") == (cfg.task, cfg.task) and vec.call("_max_episode_steps") == (43, 43)
+        obs, _ = vec.reset(seed=[0, 1])
+        batch = preprocess_observation(obs)
+        assert set(batch) == {"observation.images.top", "observation.state"}
+        assert batch["observation.images.top"].shape == (2, 3, 64, 64)
+        obs, _, _, _, info = vec.step(np.zeros((2, 2), np.float32))
+        assert set(info) <= {"is_success", "_is_success", "final_info", "_final_info", "final_obs", "_final_obs"}
+    finally:
+        vec.close()
+
+
+def test_a_gym_config_whose_shapes_differ_from_the_env_says_which():
+    cfg = GymEnvConfig(**{**CUE_GYM, "state_dim": 5})
+    with pytest.raises(ValueError, match=r"gives .*'state_dim': 4.*declares .*'state_dim': 5"):
+        cfg.make()
+    with pytest.raises(ValueError, match="must name the same cameras"):
+        GymEnvConfig(**{**CUE_GYM, "image_shapes": {"wrist": [64, 64, 3]}})
+
+
+def test_a_recorded_gym_dataset_has_the_labels_of_every_frame_and_lerobot_reads_it_back(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from memlens.tasks.expert import ScriptedExpert
+    from memlens.tasks.record import load_labels
+
+    env = GymEnvConfig(**CUE_GYM).make()
+    expert = ScriptedExpert()
+    seen = []
+
+    def labels(env):
+        world = env.unwrapped.world
+        seen.append((world.cue, world.phase))
+        return {"cue": world.cue, "phase": world.phase}
+
+    root = record_gym_dataset(env, lambda env, obs: expert.act(env.unwrapped.world), root=tmp_path / "ds",
+                              repo_id="local/ds", n_episodes=2, seed=5, labels_fn=labels, progress=False,
+                              meta={"source": "test"})
+    ds = LeRobotDataset("local/ds", root=root, video_backend="pyav")
+    assert ds.num_episodes == 2 and ds.fps == 10
+    assert {k for k in ds.features if k.startswith("observation")} == {"observation.images.top", "observation.state"}
+    assert {k for k in ds.features if k.startswith("label.")} == {"label.cue", "label.phase"}
+    column = [(int(ds[i]["label.cue"]), int(ds[i]["label.phase"])) for i in range(ds.num_frames)]
+    assert column == seen  # one label row per frame, in order
+    meta = load_labels(root)
+    assert meta["source"] == "test" and [e["seed"] for e in meta["episodes"]] == [5, 6]
+    assert all(e["success"] for e in meta["episodes"])
+    assert [e["cue"] for e in meta["episodes"]] == [column[0][0], column[meta["episodes"][0]["length"]][0]]
+    assert ds[0]["task"] == CUE_GYM["task"] and tuple(ds[0]["observation.images.top"].shape) == (3, 64, 64)
+    with pytest.raises(FileExistsError, match="not empty"):
+        record_gym_dataset(env, corner_expert, root=root, repo_id="local/ds", n_episodes=1)
