@@ -1,4 +1,8 @@
-"""The Gymnasium adapter, on tiny envs and memlens's own task (no simulator needed)."""
+"""The Gymnasium adapter (on tiny envs and memlens's own task, no simulator needed) and MIKASA-Robo through it.
+
+The MIKASA tests skip when MIKASA-Robo is not installed (`make setup-mikasa`); they share one env
+(making one takes ~8-18 s on one core).
+"""
 
 from __future__ import annotations
 
@@ -170,3 +174,102 @@ def test_a_recorded_gym_dataset_has_the_labels_of_every_frame_and_lerobot_reads_
     assert ds[0]["task"] == CUE_GYM["task"] and tuple(ds[0]["observation.images.top"].shape) == (3, 64, 64)
     with pytest.raises(FileExistsError, match="not empty"):
         record_gym_dataset(env, corner_expert, root=root, repo_id="local/ds", n_episodes=1)
+
+
+def test_the_mikasa_env_types_declare_two_cameras_25_state_values_and_8_actions_without_mikasa():
+    from lerobot.envs.utils import env_to_policy_features
+
+    from memlens.tasks.mikasa import KNOWN_ENVS, make_env_config
+
+    assert {"mikasa_remember_color3", "mikasa_remember_color5", "mikasa_remember_color9", "mikasa_bunch_of_colors3",
+            "mikasa_seq_of_colors3", "mikasa_chain_of_colors3", "mikasa_remember_color3_visible"} <= set(KNOWN_ENVS)
+    for name in KNOWN_ENVS:
+        cfg = make_env_config(name)
+        assert cfg.type == name
+        features = env_to_policy_features(cfg)
+        assert set(features) == POLICY_KEYS | {"observation.images.base", "observation.images.hand"}
+        assert features["observation.state"].shape == (25,) and features["action"].shape == (8,)
+        assert features["observation.images.base"].shape == (3, 128, 128)
+    assert make_env_config("mikasa_chain_of_colors3").episode_length == 400
+    with pytest.raises(ValueError, match="expected one of"):
+        make_env_config("mikasa_shell_game")
+
+
+# ---- MIKASA-Robo ---------------------------------------------------------------------------------------------
+
+ANSWER_KEYS = ("oracle_info", "task_cue", "obj_to_goal_pos", "goal", "target", "cue", "prompt", "reward_dict")
+
+
+@pytest.fixture(scope="module")
+def mikasa():
+    from memlens.tasks.mikasa import is_installed, make_env_config
+
+    if not is_installed():
+        pytest.skip("MIKASA-Robo is not installed (install it with `make setup-mikasa`)")
+    env = make_env_config("mikasa_remember_color3").make()
+    yield env
+    env.close()
+
+
+def test_mikasa_reset_and_step_give_two_cameras_25_state_values_and_the_instruction(mikasa):
+    obs, info = mikasa.reset(seed=0)
+    assert {cam: img.shape for cam, img in obs["pixels"].items()} == {"base": (128, 128, 3), "hand": (128, 128, 3)}
+    assert obs["agent_pos"].shape == (25,) and info == {"is_success": False}
+    assert mikasa.action_space.shape == (8,) and mikasa._max_episode_steps == 25
+    assert mikasa.task_description == "Observe the cube's color, wait, then touch the cube of the same color."
+    qpos = mikasa.unwrapped.agent.robot.get_qpos()[0].numpy()
+    assert np.allclose(obs["agent_pos"][:9], qpos)
+    obs, reward, terminated, truncated, info = mikasa.step(np.zeros(8, np.float32))
+    assert set(info) == {"is_success"} and isinstance(reward, float)
+
+
+def test_no_answer_carrying_key_reaches_the_mikasa_policy_observation_or_the_env_features(mikasa):
+    from lerobot.envs.utils import env_to_policy_features, preprocess_observation
+
+    from memlens.tasks.mikasa import make_env_config
+
+    raw = mikasa.unwrapped.get_obs(mikasa.unwrapped.get_info())  # what the simulator offers
+    assert "oracle_info" in mikasa.unwrapped.evaluate()  # the answer is right there, in the simulator
+    obs, _ = mikasa.reset(seed=1)
+    batch = preprocess_observation({"pixels": {k: v[None] for k, v in obs["pixels"].items()},
+                                    "agent_pos": obs["agent_pos"][None]})
+    assert set(batch) == {"observation.images.base", "observation.images.hand", "observation.state"}
+    assert set(raw) - {"agent", "extra", "sensor_data", "sensor_param"} == set()  # nothing more to filter...
+    assert set(raw["extra"]) == {"tcp_pose"}  # ...in rgb mode MIKASA keeps its answer keys out of obs
+    features = env_to_policy_features(make_env_config("mikasa_remember_color3"))
+    for key in list(batch) + list(features):
+        assert not any(word in key for word in ANSWER_KEYS), key
+
+
+def test_the_visible_control_keeps_a_tile_of_the_cue_colour_in_view_in_the_same_episode(mikasa):
+    from memlens.tasks.mikasa import make_env_config
+    from memlens.tasks.mikasa_sim import CUE_TILE_POSITION, HIDDEN_Z
+
+    def cue_pixels(image, colour):  # pixels of the pure cube colour (red, lime or blue)
+        bright = image[..., colour] > 120
+        dark = np.delete(image, colour, axis=-1).max(-1) < 60
+        return int((bright & dark).sum())
+
+    control = make_env_config("mikasa_remember_color3_visible").make()
+    try:
+        for seed in (0, 4):
+            for env in (mikasa, control):
+                env.reset(seed=seed)
+            plain, shown = mikasa.unwrapped, control.unwrapped
+            key = int(shown.true_color_indices[0])
+            assert key == int(plain.true_color_indices[0])  # the same episode: cue, delays, cube places
+            assert int(shown.empty_steps_per_env[0]) == int(plain.empty_steps_per_env[0])
+            for k in plain.cubes:
+                assert np.allclose(plain.initial_poses[k].numpy(), shown.initial_poses[k].numpy())
+            for k, tile in shown.cue_tiles.items():
+                z = float(tile.pose.p[0, 2])
+                assert z == pytest.approx(CUE_TILE_POSITION[2] if k == key else HIDDEN_Z)
+            # through the delay (cubes hidden) the control's base camera still shows the cue colour
+            cue_end = int(plain.cue_steps_per_env[0])
+            for t in range(cue_end + 1):
+                o_plain, *_ = mikasa.step(np.zeros(8, np.float32))
+                o_shown, *_ = control.step(np.zeros(8, np.float32))
+            assert cue_pixels(o_plain["pixels"]["base"], key) == 0
+            assert cue_pixels(o_shown["pixels"]["base"], key) > 30
+    finally:
+        control.close()

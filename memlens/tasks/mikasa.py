@@ -1,0 +1,198 @@
+"""MIKASA-Robo's colour-memory tasks as LeRobot env types, on :mod:`memlens.tasks.gym_adapter`.
+
+Importing this module registers the env types below (``--env.type=...`` in ``lerobot-eval``, with
+``--env.discover_packages_path=memlens.tasks.mikasa``); it does not import MIKASA, which is loaded
+(:mod:`memlens.tasks.mikasa_sim`) when an env is made. Install MIKASA with ``make setup-mikasa``.
+
+    type                              MIKASA-Robo 1.0.0 id              colours  targets  steps
+    mikasa_remember_color3            RememberColor3-VLA-v0                3        1       25
+    mikasa_remember_color5            RememberColor5-VLA-v0                5        1       25
+    mikasa_remember_color9            RememberColor9-VLA-v0                9        1       25
+    mikasa_bunch_of_colors3           BunchOfColors3-VLA-v0                9        3      400
+    mikasa_seq_of_colors3             SeqOfColors3-VLA-v0                  9        3      400
+    mikasa_chain_of_colors3           ChainOfColors3-VLA-v0                9        3      400
+    mikasa_remember_color{3,5,9}_visible  RememberColor{3,5,9}CueVisible-VLA-v0 (control: the cue stays in view)
+
+One type per task, not one type with a task field: lerobot's ``EnvConfig.task`` already means the language
+instruction in memlens's env configs, ``--env.type`` is how lerobot and ``memlens record --env`` pick an
+env, and each task has its own episode length.
+
+What the policy gets (the same for every task): ``observation.images.base`` and ``observation.images.hand``
+(uint8 [128, 128, 3] from the base and wrist cameras), ``observation.state`` float32 [25] (joint positions 9,
+joint velocities 9, TCP pose 7: x y z qw qx qy qz), the instruction from ``info["language_instruction"]``;
+actions float32 [8] in [-1, 1], ``pd_joint_delta_pos`` (7 joint deltas of up to 0.1 rad, gripper), 20 Hz.
+Nothing else: MIKASA's ``oracle_info``, ``task_cue`` and the other answer-carrying keys stay in the simulator.
+The simulator runs on the CPU (``sim_backend="cpu"``, ``render_backend="cpu"``, one env): MIKASA's VLA
+tasks are correct there, and the episode stops on success (MIKASA's VLA tasks do not stop by themselves).
+
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from lerobot.envs.configs import EnvConfig
+
+from memlens.tasks.gym_adapter import GymEnvConfig, LeRobotGymEnv
+
+
+@dataclass(frozen=True)
+class MikasaTask:
+    gym_id: str
+    n_colors: int
+    n_targets: int
+    episode_length: int
+    control: bool = False  # the cue stays visible (memlens.tasks.mikasa_sim)
+
+
+TASKS: dict[str, MikasaTask] = {
+    "mikasa_remember_color3": MikasaTask("RememberColor3-VLA-v0", 3, 1, 25),
+    "mikasa_remember_color5": MikasaTask("RememberColor5-VLA-v0", 5, 1, 25),
+    "mikasa_remember_color9": MikasaTask("RememberColor9-VLA-v0", 9, 1, 25),
+    "mikasa_bunch_of_colors3": MikasaTask("BunchOfColors3-VLA-v0", 9, 3, 400),
+    "mikasa_seq_of_colors3": MikasaTask("SeqOfColors3-VLA-v0", 9, 3, 400),
+    "mikasa_chain_of_colors3": MikasaTask("ChainOfColors3-VLA-v0", 9, 3, 400),
+    "mikasa_remember_color3_visible": MikasaTask("RememberColor3CueVisible-VLA-v0", 3, 1, 25, control=True),
+    "mikasa_remember_color5_visible": MikasaTask("RememberColor5CueVisible-VLA-v0", 5, 1, 25, control=True),
+    "mikasa_remember_color9_visible": MikasaTask("RememberColor9CueVisible-VLA-v0", 9, 1, 25, control=True),
+}
+
+CAMERAS = {"base": "sensor_data/base_camera/rgb", "hand": "sensor_data/hand_camera/rgb"}
+IMAGE_SHAPE = [128, 128, 3]
+STATE = ["agent/qpos", "agent/qvel", "extra/tcp_pose"]
+STATE_NAMES = ([f"qpos_{i}" for i in range(9)] + [f"qvel_{i}" for i in range(9)]
+               + ["tcp_x", "tcp_y", "tcp_z", "tcp_qw", "tcp_qx", "tcp_qy", "tcp_qz"])
+SIM_KWARGS = {"num_envs": 1, "obs_mode": "rgb", "control_mode": "pd_joint_delta_pos",
+              "sim_backend": "cpu", "render_backend": "cpu"}
+FPS = 20
+
+
+def is_installed() -> bool:
+    """Whether MIKASA-Robo and ManiSkill can be imported (``make setup-mikasa`` installs them)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("mikasa_robo_suite", "mani_skill", "sapien"))
+
+
+@dataclass
+class MikasaEnvConfig(GymEnvConfig):
+    """Shared fields of the MIKASA env types: the cameras, state, action and simulator settings above.
+
+    ``task`` (the instruction) None reads MIKASA's ``info["language_instruction"]`` at every reset.
+    ``env_kwargs`` are added to (and override) ``SIM_KWARGS``, e.g. ``{"robot_init_qpos_noise": 0}``.
+    """
+
+    NAME: ClassVar[str] = "mikasa_remember_color3"
+    import_module: str | None = "memlens.tasks.mikasa_sim"
+    cameras: dict[str, str] = field(default_factory=lambda: dict(CAMERAS))
+    image_shapes: dict[str, list[int]] = field(default_factory=lambda: {cam: list(IMAGE_SHAPE) for cam in CAMERAS})
+    state: list[str] = field(default_factory=lambda: list(STATE))
+    state_dim: int = len(STATE_NAMES)
+    state_names: list[str] | None = field(default_factory=lambda: list(STATE_NAMES))
+    action_dim: int = 8
+    success_key: str = "success"
+    instruction_key: str | None = "language_instruction"
+    batched: bool = True
+    fps: int = FPS
+
+    def __post_init__(self):
+        spec = TASKS[self.NAME]
+        self.env_id = self.env_id or spec.gym_id
+        self.env_kwargs = {**SIM_KWARGS, **self.env_kwargs}
+        self.task_name = self.NAME
+        self.episode_length = self.episode_length or spec.episode_length
+        super().__post_init__()
+
+    @property
+    def spec(self) -> MikasaTask:
+        return TASKS[self.NAME]
+
+    def make(self) -> LeRobotGymEnv:
+        """One env (about 8 s: SAPIEN builds the scene and the renderer)."""
+        if not is_installed():
+            raise ImportError(f"{self.NAME} needs MIKASA-Robo, which is not installed. Install it into memlens's "
+                              f".venv with `make setup-mikasa` (scripts/setup_mikasa.sh), then retry.")
+        return super().make()
+
+
+@EnvConfig.register_subclass("mikasa_remember_color3")
+@dataclass
+class RememberColor3Config(MikasaEnvConfig):
+    """Touch the cube of the colour shown at the start; 3 colours."""
+
+    NAME: ClassVar[str] = "mikasa_remember_color3"
+
+
+@EnvConfig.register_subclass("mikasa_remember_color5")
+@dataclass
+class RememberColor5Config(MikasaEnvConfig):
+    """RememberColor with 5 colours."""
+
+    NAME: ClassVar[str] = "mikasa_remember_color5"
+
+
+@EnvConfig.register_subclass("mikasa_remember_color9")
+@dataclass
+class RememberColor9Config(MikasaEnvConfig):
+    """RememberColor with 9 colours."""
+
+    NAME: ClassVar[str] = "mikasa_remember_color9"
+
+
+@EnvConfig.register_subclass("mikasa_bunch_of_colors3")
+@dataclass
+class BunchOfColors3Config(MikasaEnvConfig):
+    """Touch the 3 cubes shown together (any order), then press the button; 9 colours."""
+
+    NAME: ClassVar[str] = "mikasa_bunch_of_colors3"
+
+
+@EnvConfig.register_subclass("mikasa_seq_of_colors3")
+@dataclass
+class SeqOfColors3Config(MikasaEnvConfig):
+    """Touch the 3 cubes shown one after another (any order), then press the button; 9 colours."""
+
+    NAME: ClassVar[str] = "mikasa_seq_of_colors3"
+
+
+@EnvConfig.register_subclass("mikasa_chain_of_colors3")
+@dataclass
+class ChainOfColors3Config(MikasaEnvConfig):
+    """Touch the 3 cubes shown one after another in the order shown, then press the button; 9 colours."""
+
+    NAME: ClassVar[str] = "mikasa_chain_of_colors3"
+
+
+@EnvConfig.register_subclass("mikasa_remember_color3_visible")
+@dataclass
+class RememberColor3VisibleConfig(MikasaEnvConfig):
+    """Control for mikasa_remember_color3: a tile of the target's colour stays on the table all episode."""
+
+    NAME: ClassVar[str] = "mikasa_remember_color3_visible"
+
+
+@EnvConfig.register_subclass("mikasa_remember_color5_visible")
+@dataclass
+class RememberColor5VisibleConfig(MikasaEnvConfig):
+    """Control for mikasa_remember_color5 (the cue stays visible)."""
+
+    NAME: ClassVar[str] = "mikasa_remember_color5_visible"
+
+
+@EnvConfig.register_subclass("mikasa_remember_color9_visible")
+@dataclass
+class RememberColor9VisibleConfig(MikasaEnvConfig):
+    """Control for mikasa_remember_color9 (the cue stays visible)."""
+
+    NAME: ClassVar[str] = "mikasa_remember_color9_visible"
+
+
+KNOWN_ENVS: dict[str, type[MikasaEnvConfig]] = {cls.NAME: cls for cls in MikasaEnvConfig.__subclasses__()}
+assert set(KNOWN_ENVS) == set(TASKS)
+
+
+def make_env_config(name: str, **kwargs) -> MikasaEnvConfig:
+    """Env config by LeRobot type name, e.g. ``make_env_config("mikasa_remember_color3")``."""
+    if name not in KNOWN_ENVS:
+        raise ValueError(f"Unknown MIKASA env {name!r}: expected one of {sorted(KNOWN_ENVS)}. Use one of those names.")
+    return KNOWN_ENVS[name](**kwargs)
