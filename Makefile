@@ -1,12 +1,16 @@
-# The two commands of the README. Both set everything up first (scripts/setup.sh is idempotent).
+# The two commands of the README (and setup-mikasa, docs/mikasa.md). Both set everything up first (scripts/setup.sh is idempotent).
 export HF_HUB_OFFLINE := 1
 export OMP_NUM_THREADS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-all bench
+.PHONY: setup setup-mikasa demo test test-all bench
 
 setup:
 	bash scripts/setup.sh
+
+# MIKASA-Robo (docs/mikasa.md): Mesa 25's Vulkan CPU renderer, ManiSkill 3 and the MIKASA VLA tasks.
+setup-mikasa: setup
+	bash scripts/setup_mikasa.sh
 
 demo: setup
 	.venv/bin/memlens demo

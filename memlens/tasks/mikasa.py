@@ -196,3 +196,30 @@ def make_env_config(name: str, **kwargs) -> MikasaEnvConfig:
     if name not in KNOWN_ENVS:
         raise ValueError(f"Unknown MIKASA env {name!r}: expected one of {sorted(KNOWN_ENVS)}. Use one of those names.")
     return KNOWN_ENVS[name](**kwargs)
+
+
+def _check() -> None:
+    """One reset and step of mikasa_remember_color3 with both cameras: what scripts/setup_mikasa.sh runs last."""
+    import time
+
+    import numpy as np
+
+    t = time.perf_counter()
+    env = make_env_config("mikasa_remember_color3").make()
+    made = time.perf_counter() - t
+    obs, _ = env.reset(seed=0)
+    t = time.perf_counter()
+    obs, *_ = env.step(np.zeros(8, np.float32))
+    stepped = time.perf_counter() - t
+    env.close()
+    shapes = {cam: img.shape for cam, img in obs["pixels"].items()}
+    print(f"MIKASA check: made the env in {made:.1f} s, one step with cameras {shapes} and state "
+          f"{obs['agent_pos'].shape} in {stepped * 1000:.0f} ms: {env.task_description!r}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--check"]:
+        sys.exit("usage: python -m memlens.tasks.mikasa --check")
+    _check()
