@@ -50,6 +50,9 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
+from memlens.errors import InvalidInputError
+
+
 GYM_ID = "memlens/Gym-v0"
 
 
@@ -82,10 +85,10 @@ class ObservationSpec:
 
     def __post_init__(self):
         if not self.cameras:
-            raise ValueError("ObservationSpec.cameras is empty: expected at least one camera name -> observation "
+            raise InvalidInputError("ObservationSpec.cameras is empty: expected at least one camera name -> observation "
                              "path, e.g. {'top': 'pixels/top'}.")
         if self.instruction is None and self.instruction_key is None:
-            raise ValueError("ObservationSpec needs a language instruction: give `instruction` (a fixed string) or "
+            raise InvalidInputError("ObservationSpec needs a language instruction: give `instruction` (a fixed string) or "
                              "`instruction_key` (the info entry that holds it, e.g. 'language_instruction').")
         object.__setattr__(self, "cameras", dict(self.cameras))
         object.__setattr__(self, "state", tuple(self.state))
@@ -136,7 +139,7 @@ class LeRobotGymEnv(gym.Wrapper):
         limit = max_episode_steps or getattr(env.spec, "max_episode_steps", None) or _wrapper_attr(env, "max_episode_steps") \
             or _wrapper_attr(env, "_max_episode_steps")
         if limit is None:
-            raise ValueError(f"{env} has no episode limit (env.spec.max_episode_steps, max_episode_steps or "
+            raise InvalidInputError(f"{env} has no episode limit (env.spec.max_episode_steps, max_episode_steps or "
                              f"_max_episode_steps); pass max_episode_steps.")
         self._max_episode_steps = int(limit)  # read by lerobot's rollout
         self.metadata = {**env.metadata, "render_modes": ["rgb_array"],
@@ -161,7 +164,7 @@ class LeRobotGymEnv(gym.Wrapper):
         arr = _numpy(value)
         if self.obs_spec.batched:
             if arr.ndim == 0 or arr.shape[0] != 1:
-                raise ValueError(f"ObservationSpec.batched is set but a value has shape {arr.shape}; expected a "
+                raise InvalidInputError(f"ObservationSpec.batched is set but a value has shape {arr.shape}; expected a "
                                  f"leading env axis of length 1 (create the env with one sub-env, e.g. num_envs=1).")
             arr = arr[0]
         return arr
@@ -171,7 +174,7 @@ class LeRobotGymEnv(gym.Wrapper):
         for cam, path in self.obs_spec.cameras.items():
             img = self._unbatch(_lookup(obs, path))
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
-                raise ValueError(f"camera {cam!r} (observation path {path!r}) is {img.dtype} {list(img.shape)}; "
+                raise InvalidInputError(f"camera {cam!r} (observation path {path!r}) is {img.dtype} {list(img.shape)}; "
                                  f"expected uint8 [H, W, 3]. Point the camera at an RGB image.")
             pixels[cam] = np.ascontiguousarray(img)
         parts = [self._unbatch(_lookup(obs, path)).astype(np.float32).reshape(-1) for path in self.obs_spec.state]
@@ -183,7 +186,7 @@ class LeRobotGymEnv(gym.Wrapper):
     def _scalar(value: Any) -> Any:
         arr = _numpy(value)
         if arr.size != 1:
-            raise ValueError(f"expected one value (a reward, flag or success), got shape {list(arr.shape)}.")
+            raise InvalidInputError(f"expected one value (a reward, flag or success), got shape {list(arr.shape)}.")
         return arr.reshape(-1)[0].item()
 
     def _success(self, info: Mapping) -> bool:
@@ -205,7 +208,7 @@ class LeRobotGymEnv(gym.Wrapper):
     def step(self, action):
         action = np.asarray(action, np.float32)
         if action.shape != self.action_space.shape:
-            raise ValueError(f"action has shape {list(action.shape)}; expected {list(self.action_space.shape)}.")
+            raise InvalidInputError(f"action has shape {list(action.shape)}; expected {list(self.action_space.shape)}.")
         obs, reward, terminated, truncated, info = self.env.step(action)
         success = self._success(info)
         terminated = bool(self._scalar(terminated)) or (success and self.obs_spec.stop_on_success)
@@ -240,7 +243,7 @@ def make_gym_env(*, env_id: str, env_kwargs: dict | None = None, import_module: 
                 "action_dim": expect["action_dim"]}
         if found != want:
             env.close()
-            raise ValueError(f"{env_id} gives {found}; its env config declares {want}. Make the config's "
+            raise InvalidInputError(f"{env_id} gives {found}; its env config declares {want}. Make the config's "
                              f"image_shapes, state_dim and action_dim match the env.")
     return env
 
@@ -288,12 +291,12 @@ class GymEnvConfig(EnvConfig):
 
     def __post_init__(self):
         if not self.env_id:
-            raise ValueError(f"{type(self).__name__}.env_id is empty: expected a registered gymnasium id.")
+            raise InvalidInputError(f"{type(self).__name__}.env_id is empty: expected a registered gymnasium id.")
         if set(self.cameras) != set(self.image_shapes):
-            raise ValueError(f"{type(self).__name__}: cameras {sorted(self.cameras)} and image_shapes "
+            raise InvalidInputError(f"{type(self).__name__}: cameras {sorted(self.cameras)} and image_shapes "
                              f"{sorted(self.image_shapes)} must name the same cameras.")
         if self.action_dim < 1:
-            raise ValueError(f"{type(self).__name__}.action_dim must be >= 1, got {self.action_dim}.")
+            raise InvalidInputError(f"{type(self).__name__}.action_dim must be >= 1, got {self.action_dim}.")
         self.obs_spec()  # the spec's own checks (a camera, an instruction)
         self.features = {
             ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(self.action_dim,)),
@@ -349,7 +352,7 @@ def dataset_features(env: LeRobotGymEnv, label_keys: tuple[str, ...], use_videos
     state_dim = space["agent_pos"].shape[0]
     names = env.obs_spec.state_names
     if names is not None and len(names) != state_dim:
-        raise ValueError(f"ObservationSpec.state_names has {len(names)} names for {state_dim} state values.")
+        raise InvalidInputError(f"ObservationSpec.state_names has {len(names)} names for {state_dim} state values.")
     return {
         **{f"{OBS_IMAGES}.{cam}": {"dtype": "video" if use_videos else "image", "shape": box.shape,
                                    "names": ["height", "width", "channels"]}
@@ -391,10 +394,11 @@ def record_gym_dataset(
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset  # heavy import, only here
 
-    from memlens.tasks.record import LABELS_FILE, _check_root, _no_datasets_progress_bars, video_encoder
+    from memlens.runtime.quiet import quiet_progress
+    from memlens.tasks.record import LABELS_FILE, _check_root, video_encoder
 
     if n_episodes < 1:
-        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}.")
+        raise InvalidInputError(f"n_episodes must be >= 1, got {n_episodes}.")
     root = Path(root)
     _check_root(root)
     fps = int(fps or env.metadata.get("render_fps", 30))
@@ -407,7 +411,7 @@ def record_gym_dataset(
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc=f"recording {env.task}", unit="episode")
-    with _no_datasets_progress_bars():
+    with quiet_progress():
         try:
             for i in iterator:
                 obs, _ = env.reset(seed=seed + i)
@@ -425,7 +429,7 @@ def record_gym_dataset(
                 first, length, success = labels, 0, False
                 for _ in range(env._max_episode_steps):
                     if tuple(labels) != keys:
-                        raise ValueError(f"labels_fn gave keys {sorted(labels)} on episode {i}, {sorted(keys)} before; "
+                        raise InvalidInputError(f"labels_fn gave keys {sorted(labels)} on episode {i}, {sorted(keys)} before; "
                                          f"it must give the same keys on every frame.")
                     action = np.asarray(expert(env, obs), np.float32)
                     dataset.add_frame({

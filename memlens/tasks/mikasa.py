@@ -35,6 +35,7 @@ from typing import ClassVar
 
 from lerobot.envs.configs import EnvConfig
 
+from memlens.errors import InvalidInputError
 from memlens.tasks.gym_adapter import GymEnvConfig, LeRobotGymEnv
 
 
@@ -194,7 +195,7 @@ assert set(KNOWN_ENVS) == set(TASKS)
 def make_env_config(name: str, **kwargs) -> MikasaEnvConfig:
     """Env config by LeRobot type name, e.g. ``make_env_config("mikasa_remember_color3")``."""
     if name not in KNOWN_ENVS:
-        raise ValueError(f"Unknown MIKASA env {name!r}: expected one of {sorted(KNOWN_ENVS)}. Use one of those names.")
+        raise InvalidInputError(f"Unknown MIKASA env {name!r}: expected one of {sorted(KNOWN_ENVS)}. Use one of those names.")
     return KNOWN_ENVS[name](**kwargs)
 
 
