@@ -211,6 +211,19 @@ def mikasa():
     env.close()
 
 
+def run_expert(env, seed):
+    from memlens.tasks.mikasa_expert import MikasaExpert
+
+    expert = MikasaExpert()
+    obs, _ = env.reset(seed=seed)
+    expert.reset(env)
+    for t in range(env._max_episode_steps):
+        obs, _, terminated, truncated, info = env.step(expert(env, obs))
+        if terminated or truncated:
+            return info["is_success"], terminated, t + 1
+    return False, False, env._max_episode_steps
+
+
 def test_mikasa_reset_and_step_give_two_cameras_25_state_values_and_the_instruction(mikasa):
     obs, info = mikasa.reset(seed=0)
     assert {cam: img.shape for cam, img in obs["pixels"].items()} == {"base": (128, 128, 3), "hand": (128, 128, 3)}
@@ -239,6 +252,38 @@ def test_no_answer_carrying_key_reaches_the_mikasa_policy_observation_or_the_env
     features = env_to_policy_features(make_env_config("mikasa_remember_color3"))
     for key in list(batch) + list(features):
         assert not any(word in key for word in ANSWER_KEYS), key
+
+
+def test_the_mikasa_expert_succeeds_and_the_episode_stops_on_success(mikasa):
+    for seed in (0, 1):
+        success, terminated, steps = run_expert(mikasa, seed)
+        assert success and terminated and steps < 25, (seed, steps)
+
+
+def test_a_two_episode_mikasa_dataset_reads_back_with_lerobot_with_labels_and_no_answer_columns(mikasa, tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.utils.feature_utils import dataset_to_policy_features
+
+    from memlens.tasks.mikasa import record_mikasa_dataset
+
+    root = record_mikasa_dataset("mikasa_remember_color3", root=tmp_path / "rc3", n_episodes=2, seed=0, env=mikasa,
+                                 progress=False)
+    ds = LeRobotDataset("local/rc3", root=root, video_backend="pyav")
+    assert ds.num_episodes == 2 and ds.fps == 20
+    policy_inputs = dataset_to_policy_features(ds.features)
+    assert set(policy_inputs) == POLICY_KEYS | {"observation.images.base", "observation.images.hand"}
+    assert {k for k in ds.features if k.startswith("label.")} == {
+        "label.cue", "label.phase", "label.cue_steps", "label.delay_steps"}
+    meta = json.loads((root / "meta" / "memlens_labels.json").read_text())
+    assert meta["env"] == "mikasa_remember_color3" and all(e["success"] for e in meta["episodes"])
+    first = meta["episodes"][0]
+    phases = [int(ds[i]["label.phase"]) for i in range(first["length"])]
+    cue_steps, delay = first["cue_steps"], first["delay_steps"]
+    assert phases == [0] * cue_steps + [1] * delay + [2] * (first["length"] - cue_steps - delay)
+    assert {int(ds[i]["label.cue"]) for i in range(first["length"])} == {first["cue"]}
+    frame = ds[0]
+    assert tuple(frame["observation.images.base"].shape) == (3, 128, 128) and frame["observation.state"].shape == (25,)
+    assert frame["task"].startswith("Observe the cube's color")
 
 
 def test_the_visible_control_keeps_a_tile_of_the_cue_colour_in_view_in_the_same_episode(mikasa):
@@ -273,3 +318,27 @@ def test_the_visible_control_keeps_a_tile_of_the_cue_colour_in_view_in_the_same_
             assert cue_pixels(o_shown["pixels"]["base"], key) > 30
     finally:
         control.close()
+
+
+@pytest.mark.slow
+def test_the_mikasa_expert_solves_at_least_95_percent_of_seeded_episodes_of_every_task():
+    import sys
+    from pathlib import Path
+
+    from memlens.tasks.mikasa import is_installed
+
+    if not is_installed():
+        pytest.skip("MIKASA-Robo is not installed (install it with `make setup-mikasa`)")
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from bench_mikasa import _episode, _raw_env
+
+    from memlens.tasks.mikasa import TASKS
+    from memlens.tasks.mikasa_expert import MikasaExpert
+
+    for name, task in TASKS.items():
+        env = _raw_env(name, "state")
+        try:
+            wins = [_episode(env, MikasaExpert(), seed, task.episode_length)[0] for seed in range(20)]
+        finally:
+            env.close()
+        assert sum(wins) >= 19, (name, wins)

@@ -25,18 +25,23 @@ Nothing else: MIKASA's ``oracle_info``, ``task_cue`` and the other answer-carryi
 The simulator runs on the CPU (``sim_backend="cpu"``, ``render_backend="cpu"``, one env): MIKASA's VLA
 tasks are correct there, and the episode stops on success (MIKASA's VLA tasks do not stop by themselves).
 
+Recorded datasets (:func:`record_mikasa_dataset`, ``memlens record --env``) add per-frame labels:
+``label.cue`` (RememberColor: the target colour index) or ``label.cue_0..2`` (the targets in the cue's
+order), ``label.phase`` (0 cue, 1 delay, 2 go, as memlens.tasks.worlds), ``label.cue_steps``,
+``label.delay_steps`` and, for the three-target tasks, ``label.touched`` (targets touched so far).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from lerobot.envs.configs import EnvConfig
 
 from memlens.errors import InvalidInputError
-from memlens.tasks.gym_adapter import GymEnvConfig, LeRobotGymEnv
+from memlens.tasks.gym_adapter import GymEnvConfig, LeRobotGymEnv, record_gym_dataset
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,49 @@ def make_env_config(name: str, **kwargs) -> MikasaEnvConfig:
     if name not in KNOWN_ENVS:
         raise InvalidInputError(f"Unknown MIKASA env {name!r}: expected one of {sorted(KNOWN_ENVS)}. Use one of those names.")
     return KNOWN_ENVS[name](**kwargs)
+
+
+# ---- labels and recording --------------------------------------------------------------------------------
+
+
+def labels(env: LeRobotGymEnv) -> dict[str, int]:
+    """The per-frame labels of the frame ``env`` shows now, from the simulator's privileged state."""
+    from memlens.tasks.mikasa_expert import phase, targets
+
+    u = env.unwrapped
+    cue = targets(env)
+    out = {"cue": cue[0]} if len(cue) == 1 else {f"cue_{i}": k for i, k in enumerate(cue)}
+    out |= {"phase": phase(env), "cue_steps": int(u.cue_steps_per_env[0]), "delay_steps": int(u.empty_steps_per_env[0])}
+    if len(cue) > 1:
+        touched = u.touched_cubes[0].cpu().numpy()
+        out["touched"] = int(sum(bool(touched[k]) for k in cue))
+    return out
+
+
+def record_mikasa_dataset(name: str, *, root: str | Path, n_episodes: int, seed: int = 0, repo_id: str | None = None,
+                          progress: bool = True, env: LeRobotGymEnv | None = None) -> Path:
+    """Record ``n_episodes`` expert episodes of MIKASA env type ``name`` (seeds ``seed``, ``seed + 1``, ...) as a
+    LeRobotDataset v3 at ``root``, with the labels of :func:`labels`; ``env`` reuses an env of that type
+    (else one is made and closed). Raises ``ValueError`` for an unknown name, ``FileExistsError`` for a
+    non-empty root, ``ImportError`` when MIKASA is not installed."""
+    from memlens.tasks.mikasa_expert import MikasaExpert
+    from memlens.tasks.record import _check_root
+
+    cfg = make_env_config(name)
+    if n_episodes < 1:
+        raise InvalidInputError(f"n_episodes must be >= 1, got {n_episodes}.")
+    _check_root(Path(root))  # these two before the 8 s of making an env
+    own = env is None
+    env = env or cfg.make()
+    try:
+        meta = {"env": name, "gym_id": cfg.env_id, "n_colors": cfg.spec.n_colors, "n_targets": cfg.spec.n_targets,
+                "control": cfg.spec.control, "episode_length": cfg.episode_length, "expert": "MikasaExpert"}
+        return record_gym_dataset(env, MikasaExpert(), root=root, repo_id=repo_id or f"local/{Path(root).name}",
+                                  n_episodes=n_episodes, seed=seed, labels_fn=labels, fps=cfg.fps, progress=progress,
+                                  meta=meta)
+    finally:
+        if own:
+            env.close()
 
 
 def _check() -> None:

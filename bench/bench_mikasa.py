@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""MIKASA-Robo in memlens: expert success per task, per-step cost, recording throughput (docs/mikasa.md).
+
+Modes (one thread; the machine's other load changes the timings):
+
+- ``success``: the scripted expert (memlens.tasks.mikasa_expert) on ``--episodes`` seeded episodes per env
+  type (seeds 0, 1, ...), stopping on success or at the task's step limit. ``--state-only`` runs the same
+  simulator with ``obs_mode="state"`` (no cameras rendered, same physics: the expert reads privileged state
+  either way, and ``--compare`` checks that both modes give the same episodes), which is ~30x faster.
+- ``cost``: per-step wall time over ``--steps`` expert steps of one env type: the raw ManiSkill step with
+  both cameras, the adapted env's step (raw + conversion), the expert's action, and a reset; ``gym.make``.
+- ``record``: ``record_mikasa_dataset`` of ``--episodes`` episodes into a temporary folder, episodes per minute
+  (env creation excluded, printed apart).
+
+Usage:
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py success --state-only --episodes 100
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py success --envs mikasa_remember_color3 --episodes 20
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py cost --envs mikasa_remember_color3 --steps 50
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py record --envs mikasa_remember_color3 --episodes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class _Raw:
+    """The stand-in the expert needs (``.unwrapped``) around a raw ManiSkill env."""
+
+    def __init__(self, env):
+        self.env = env
+        self.unwrapped = env.unwrapped
+
+
+def _raw_env(name: str, obs_mode: str):
+    import gymnasium as gym
+
+    import memlens.tasks.mikasa_sim  # noqa: F401
+    from memlens.tasks.mikasa import SIM_KWARGS, TASKS
+
+    return gym.make(TASKS[name].gym_id, **{**SIM_KWARGS, "obs_mode": obs_mode})
+
+
+def _episode(env, expert, seed: int, limit: int) -> tuple[bool, int]:
+    env.reset(seed=seed)
+    handle = _Raw(env)
+    expert.reset(handle)
+    for t in range(limit):
+        *_, info = env.step(expert(handle))
+        if bool(info["success"][0]):
+            return True, t + 1
+    return False, limit
+
+
+def success(args) -> None:
+    from memlens.tasks.mikasa import TASKS
+    from memlens.tasks.mikasa_expert import MikasaExpert
+
+    for name in args.envs:
+        limit = TASKS[name].episode_length
+        modes = ["state", "rgb"] if args.compare else ["state" if args.state_only else "rgb"]
+        results = {}
+        for mode in modes:
+            env = _raw_env(name, mode)
+            expert = MikasaExpert()
+            t = time.perf_counter()
+            results[mode] = [_episode(env, expert, seed, limit) for seed in range(args.episodes)]
+            elapsed = time.perf_counter() - t
+            env.close()
+            ok = [s for s, _ in results[mode]]
+            lengths = [n for s, n in results[mode] if s]
+            failed = [seed for seed, s in enumerate(ok) if not s]
+            print(f"{name:32s} obs_mode={mode:5s} success {sum(ok)}/{len(ok)} ({100 * np.mean(ok):.1f}%), steps to "
+                  f"success median {np.median(lengths) if lengths else float('nan'):.0f} max "
+                  f"{max(lengths) if lengths else 0} of {limit}; failed seeds {failed}; {elapsed:.0f} s", flush=True)
+        if args.compare:
+            same = results["state"] == results["rgb"]
+            print(f"{name:32s} state and rgb episodes identical: {same}", flush=True)
+
+
+def cost(args) -> None:
+    from memlens.tasks.mikasa import make_env_config
+    from memlens.tasks.mikasa_expert import MikasaExpert
+
+    for name in args.envs:
+        t = time.perf_counter()
+        env = make_env_config(name).make()
+        made = time.perf_counter() - t
+        expert = MikasaExpert()
+        raw, adapted, act, resets = [], [], [], []
+        obs, _ = env.reset(seed=0)
+        expert.reset(env)
+        for i in range(args.steps):
+            t0 = time.perf_counter()
+            action = expert(env, obs)
+            t1 = time.perf_counter()
+            obs, _, terminated, truncated, _ = env.step(action)
+            t2 = time.perf_counter()
+            act.append(t1 - t0)
+            adapted.append(t2 - t1)
+            if terminated or truncated:
+                t3 = time.perf_counter()
+                obs, _ = env.reset(seed=i + 1)
+                expert.reset(env)
+                resets.append(time.perf_counter() - t3)
+        inner = env.env  # the ManiSkill env under the adapter
+        inner.reset(seed=0)
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            inner.step(np.zeros(8, np.float32))
+            raw.append(time.perf_counter() - t0)
+        env.close()
+        ms = lambda xs: f"{1000 * np.median(xs):.0f} ms (p95 {1000 * np.percentile(xs, 95):.0f})"  # noqa: E731
+        print(f"{name}: make {made:.1f} s (imports included); per step: ManiSkill with 2 cameras {ms(raw)}, "
+              f"adapted env {ms(adapted)}, expert {ms(act)}, env+expert {1000 * (np.median(adapted) + np.median(act)):.0f} ms; "
+              f"reset {ms(resets) if resets else 'n/a'}", flush=True)
+
+
+def record(args) -> None:
+    from memlens.tasks.mikasa import make_env_config, record_mikasa_dataset
+
+    for name in args.envs:
+        t = time.perf_counter()
+        env = make_env_config(name).make()
+        made = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            root = record_mikasa_dataset(name, root=Path(tmp) / "ds", n_episodes=args.episodes, env=env, progress=False)
+            elapsed = time.perf_counter() - t
+            import json
+
+            meta = json.loads((root / "meta" / "memlens_labels.json").read_text())
+            frames = sum(e["length"] for e in meta["episodes"])
+            ok = sum(e["success"] for e in meta["episodes"])
+        env.close()
+        print(f"{name}: {args.episodes} episodes ({frames} frames, {ok} successful) in {elapsed:.0f} s: "
+              f"{60 * args.episodes / elapsed:.1f} episodes/min, {1000 * elapsed / frames:.0f} ms/frame "
+              f"(env made in {made:.1f} s, not counted)", flush=True)
+
+
+def main() -> None:
+    from memlens.tasks.mikasa import TASKS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=["success", "cost", "record"])
+    parser.add_argument("--envs", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--state-only", action="store_true")
+    parser.add_argument("--compare", action="store_true", help="success: run state and rgb, check they agree")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    {"success": success, "cost": cost, "record": record}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
