@@ -53,10 +53,13 @@ def build_models(
 
 @app.command("record")
 def record(
-    out: Path = typer.Argument(..., help="Directory of the new dataset (must not exist or be empty)."),
+    out: Path = typer.Argument(None, help="Directory of the new dataset (must not exist or be empty); or --root."),
+    root: Path = typer.Option(None, "--root", help="The same as OUT."),
+    env: str = typer.Option(None, "--env", help="A MIKASA-Robo env type (mikasa_remember_color3, ...; needs "
+                            "`make setup-mikasa`) instead of memlens's own tasks (--task)."),
     task: str = typer.Option("cue_recall", help="cue_recall, order or count."),
     variant: str = typer.Option("short", help="short, medium, long, extra_long or control."),
-    n_episodes: int = typer.Option(50, help="Episodes to record."),
+    n_episodes: int = typer.Option(50, "--n-episodes", "--episodes", help="Episodes to record."),
     n_targets: int = typer.Option(4, help="Number of targets (and cues)."),
     seed: int = typer.Option(0, help="Seed of the episode generator."),
     repo_id: str = typer.Option(None, help="Dataset repo id (default: local/<folder name>)."),
@@ -64,7 +67,25 @@ def record(
     """Record a memory-task dataset (LeRobotDataset v3) with the scripted expert.
 
     Example:  memlens record data/cue_short --task cue_recall --variant short --n-episodes 50
+    Example:  memlens record --env mikasa_remember_color3 --episodes 2 --root data/mikasa_rc3
     """
+    if (out is None) == (root is None):
+        raise UserError("give the dataset directory once: as OUT or as --root (e.g. --root data/cue_short).")
+    out = out or root
+    if env is not None:
+        from memlens.tasks.mikasa import KNOWN_ENVS, is_installed, record_mikasa_dataset
+
+        if env not in KNOWN_ENVS:
+            raise UserError(f"unknown env {env!r}; --env takes a MIKASA-Robo env type: {', '.join(sorted(KNOWN_ENVS))} "
+                            f"(memlens's own tasks: --task).")
+        if not is_installed():
+            raise UserError(f"{env} needs MIKASA-Robo, which is not installed; run `make setup-mikasa`, then retry.")
+        try:
+            path = record_mikasa_dataset(env, root=out, n_episodes=n_episodes, seed=seed, repo_id=repo_id)
+        except (ValueError, FileExistsError) as exc:
+            _fail(str(exc))
+        typer.echo(f"dataset written to {path}")
+        return
     from memlens.tasks.record import record_dataset
 
     path = record_dataset(

@@ -13,7 +13,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from typer.testing import CliRunner
 
+from memlens.cli import app
 from memlens.tasks.gym_adapter import GymEnvConfig, LeRobotGymEnv, ObservationSpec, record_gym_dataset
 
 POLICY_KEYS = {"action", "observation.state"}
@@ -174,6 +176,14 @@ def test_a_recorded_gym_dataset_has_the_labels_of_every_frame_and_lerobot_reads_
     assert ds[0]["task"] == CUE_GYM["task"] and tuple(ds[0]["observation.images.top"].shape) == (3, 64, 64)
     with pytest.raises(FileExistsError, match="not empty"):
         record_gym_dataset(env, corner_expert, root=root, repo_id="local/ds", n_episodes=1)
+
+
+def test_recording_an_unknown_env_lists_the_mikasa_types_and_needs_one_directory(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["record", "--env", "mikasa_nope", "--root", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "mikasa_remember_color3" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["record", "--env", "mikasa_remember_color3"])
+    assert result.exit_code == 2 and "--root" in result.output
 
 
 def test_the_mikasa_env_types_declare_two_cameras_25_state_values_and_8_actions_without_mikasa():
@@ -342,3 +352,15 @@ def test_the_mikasa_expert_solves_at_least_95_percent_of_seeded_episodes_of_ever
         finally:
             env.close()
         assert sum(wins) >= 19, (name, wins)
+
+
+@pytest.mark.slow
+def test_memlens_record_writes_a_mikasa_dataset(tmp_path):
+    from memlens.tasks.mikasa import is_installed
+
+    if not is_installed():
+        pytest.skip("MIKASA-Robo is not installed (install it with `make setup-mikasa`)")
+    result = CliRunner().invoke(app, ["record", "--env", "mikasa_remember_color3", "--episodes", "1",
+                                      "--root", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "x" / "meta" / "memlens_labels.json").read_text())["n_episodes"] == 1
