@@ -80,10 +80,7 @@ def record(
                             f"(memlens's own tasks: --task).")
         if not is_installed():
             raise UserError(f"{env} needs MIKASA-Robo, which is not installed; run `make setup-mikasa`, then retry.")
-        try:
-            path = record_mikasa_dataset(env, root=out, n_episodes=n_episodes, seed=seed, repo_id=repo_id)
-        except (ValueError, FileExistsError) as exc:
-            _fail(str(exc))
+        path = record_mikasa_dataset(env, root=out, n_episodes=n_episodes, seed=seed, repo_id=repo_id)
         typer.echo(f"dataset written to {path}")
         return
     from memlens.tasks.record import record_dataset

@@ -3,10 +3,11 @@
 import memlens.policy  # noqa: F401  (policy type `smolvla_rmt`)
 import memlens.deploy.config_fake_robot  # noqa: F401  (robot type `memlens_fake_robot`, for trying deployment)
 
-try:  # env types (memory tasks); optional so that the policy works on its own
+try:  # env types (memory tasks, MIKASA-Robo's; the latter import MIKASA only when an env is made)
     import memlens.tasks.envs  # noqa: F401
+    import memlens.tasks.mikasa  # noqa: F401
 except ModuleNotFoundError as exc:  # pragma: no cover - only while the tasks package is absent
-    if exc.name not in ("memlens.tasks", "memlens.tasks.envs"):
+    if exc.name not in ("memlens.tasks", "memlens.tasks.envs", "memlens.tasks.mikasa"):
         raise
 
 import sys  # noqa: E402

@@ -225,7 +225,7 @@ def record_mikasa_dataset(name: str, *, root: str | Path, n_episodes: int, seed:
                           progress: bool = True, env: LeRobotGymEnv | None = None) -> Path:
     """Record ``n_episodes`` expert episodes of MIKASA env type ``name`` (seeds ``seed``, ``seed + 1``, ...) as a
     LeRobotDataset v3 at ``root``, with the labels of :func:`labels`; ``env`` reuses an env of that type
-    (else one is made and closed). Raises ``ValueError`` for an unknown name, ``FileExistsError`` for a
+    (else one is made and closed). Raises ``InvalidInputError`` (a ``ValueError``) for an unknown name, ``OutputExistsError`` (a ``FileExistsError``) for a
     non-empty root, ``ImportError`` when MIKASA is not installed."""
     from memlens.tasks.mikasa_expert import MikasaExpert
     from memlens.tasks.record import _check_root
