@@ -8,7 +8,7 @@ import numpy as np
 
 from memlens.errors import UserError
 from memlens.interventions.modes import make
-from memlens.interventions.override import MemoryOverride
+from memlens.interventions.override import MemoryOverride, check_applicable
 from memlens.interventions.result import InterventionResult
 
 
@@ -55,7 +55,7 @@ def intervene_env(ckpt, env_name: str, *, mode: str, from_update: int = 0, n_epi
     intervention = make(mode, num_tokens=loaded.config.num_mem_tokens, seed=seed)
     if intervention.across_episodes and n_episodes < 2:
         raise UserError(f"mode {intervention.name!r} moves memories between episodes: pass --n-episodes 2 or more.")
-    MemoryOverride(loaded.policy, intervention, from_update=from_update, donors=[0])  # validates update, memory
+    check_applicable(loaded.policy, from_update)
     env_cfg = make_env_config(env_name, variant=variant)
     spec = env_cfg._spec
     targets = target_positions(spec.task, spec.n_targets)

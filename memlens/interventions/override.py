@@ -18,6 +18,15 @@ from memlens.interventions.modes import Intervention, ShuffleTokens, make
 from memlens.policy import memory_tokens
 
 
+def check_applicable(policy, from_update: int) -> None:
+    """Raise a UserError unless `policy` has memory and `from_update` is a memory update index."""
+    if from_update < 0:
+        raise UserError(f"--from-update must be >= 0 (a memory update index), got {from_update}.")
+    if not memory_tokens(policy.config):
+        raise UserError(f"the policy ({policy.config.type}, num_mem_tokens=0) has no memory to intervene on. "
+                        "Intervene on a checkpoint trained with memory tokens.")
+
+
 class MemoryOverride:
     """Context manager that overrides the memory read at update `from_update` (and later ones with
     `every_update`). `intervention`: a registered name or an `Intervention`; `donors[b]`: the batch row
@@ -29,11 +38,7 @@ class MemoryOverride:
         self.intervention = make(intervention)
         if token_order is not None and isinstance(self.intervention, ShuffleTokens):  # the order given apart
             self.intervention = ShuffleTokens(tuple(int(i) for i in token_order))
-        if from_update < 0:
-            raise UserError(f"--from-update must be >= 0 (a memory update index), got {from_update}.")
-        if not memory_tokens(policy.config):
-            raise UserError(f"the policy ({policy.config.type}, num_mem_tokens=0) has no memory to intervene on. "
-                            "Intervene on a checkpoint trained with memory tokens.")
+        check_applicable(policy, from_update)
         if self.intervention.across_episodes and donors is None:
             raise UserError(f"mode {self.intervention.name!r} needs donors (which batch row gives its memory to which).")
         import torch

@@ -8,7 +8,7 @@ import numpy as np
 
 from memlens.errors import UserError
 from memlens.interventions.modes import make
-from memlens.interventions.override import MemoryOverride
+from memlens.interventions.override import MemoryOverride, check_applicable
 from memlens.interventions.result import InterventionResult
 
 
@@ -34,7 +34,7 @@ def intervene_replay(ckpt, dataset, *, mode: str, from_update: int = 0, episodes
 
     loaded = load_policy(ckpt, device=device)
     intervention = make(mode, num_tokens=loaded.config.num_mem_tokens, seed=seed)
-    MemoryOverride(loaded.policy, intervention, from_update=from_update, donors=[0])  # validates update, memory
+    check_applicable(loaded.policy, from_update)
     ds = open_matching_dataset(loaded, dataset, root)
     if episodes is None:
         total = ds.meta.total_episodes
