@@ -11,6 +11,11 @@ Modes (one thread; the machine's other load changes the timings):
   both cameras, the adapted env's step (raw + conversion), the expert's action, and a reset; ``gym.make``.
 - ``record``: ``record_mikasa_dataset`` of ``--episodes`` episodes into a temporary folder, episodes per minute
   (env creation excluded, printed apart).
+- ``policy``: a trained checkpoint (``--ckpt``) through lerobot's own ``rollout`` on seeded episodes (seeds
+  ``--seed``, ``--seed``+1, ...; ``--n-action-steps`` overrides the checkpoint's), with what tells a failure of
+  manipulation from one of choice, read from the simulator after every step: the closest the TCP came to the
+  target cube and to any other cube over the cubes' phase (``reach`` = within 5 cm, MIKASA's touch radius),
+  which cube it ended nearest to, and per episode the time in the env, in the policy (the rest) and in total.
 
 Usage:
 
@@ -18,6 +23,8 @@ Usage:
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py success --envs mikasa_remember_color3 --episodes 20
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py cost --envs mikasa_remember_color3 --steps 50
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py record --envs mikasa_remember_color3 --episodes 10
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py policy --ckpt RUN/checkpoints/last/pretrained_model \
+        --envs mikasa_remember_color3_visible --episodes 20
 """
 
 from __future__ import annotations
@@ -145,19 +152,94 @@ def record(args) -> None:
               f"(env made in {made:.1f} s, not counted)", flush=True)
 
 
+REACH = 0.05  # metres: MIKASA's RememberColor counts a touch with the TCP within 5 cm of the target
+
+
+def policy(args) -> None:
+    import json
+
+    from memlens.runtime.checkpoint import load_policy
+    from memlens.runtime.patching import patched
+    from memlens.runtime.rollout import rollout, single_env
+    from memlens.tasks.mikasa import make_env_config
+    from memlens.tasks.mikasa_expert import PHASE_GO, phase, targets
+
+    loaded = load_policy(args.ckpt)
+    if args.n_action_steps:
+        loaded.config.n_action_steps = args.n_action_steps
+    for name in args.envs:
+        t = time.perf_counter()
+        env = single_env(loaded, make_env_config(name), 1)
+        made = time.perf_counter() - t
+        sub = env.env.envs[0]  # the LeRobotGymEnv under lerobot's vector env
+        rows = []
+        for seed in range(args.seed, args.seed + args.episodes):
+            record = {"env_s": 0.0, "d_target": np.inf, "d_other": np.inf}
+
+            def step(action, inner=sub.step):
+                t0 = time.perf_counter()
+                out = inner(action)
+                record["env_s"] += time.perf_counter() - t0
+                u = sub.env.unwrapped
+                if phase(sub.env) == PHASE_GO:
+                    tcp = u.agent.tcp.pose.p[0].cpu().numpy()
+                    goal = targets(sub.env)[0]
+                    for key, cube in u.cubes.items():
+                        d = float(np.linalg.norm(cube.pose.p[0].cpu().numpy() - tcp))
+                        field = "d_target" if key == goal else "d_other"
+                        record[field] = min(record[field], d)
+                return out
+
+            t0 = time.perf_counter()
+            with patched(sub, "step", step):
+                result = rollout(loaded, env, [seed], torch_seed=seed)
+            total = time.perf_counter() - t0
+            frames = int(result["done"].shape[1])
+            rows.append({"seed": seed, "success": bool(result["success"][0].any()), "frames": frames,
+                         "reach_target": record["d_target"] < REACH, "reach_other": record["d_other"] < REACH,
+                         "d_target": record["d_target"], "d_other": record["d_other"],
+                         "env_s": record["env_s"], "policy_s": total - record["env_s"], "total_s": total})
+        env.close()
+        n = len(rows)
+        mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+        summary = {"env": name, "ckpt": str(args.ckpt), "n_action_steps": loaded.config.n_action_steps,
+                   "episodes": n, "success": sum(r["success"] for r in rows),
+                   "reached_target": sum(r["reach_target"] for r in rows),
+                   "reached_other_only": sum(r["reach_other"] and not r["reach_target"] for r in rows),
+                   "median_d_target_cm": 100 * float(np.median([r["d_target"] for r in rows])),
+                   "median_d_other_cm": 100 * float(np.median([r["d_other"] for r in rows])),
+                   "env_s_per_episode": mean("env_s"), "policy_s_per_episode": mean("policy_s"),
+                   "total_s_per_episode": mean("total_s"), "frames_per_episode": mean("frames"),
+                   "episodes_per_min": 60 * n / sum(r["total_s"] for r in rows), "env_made_s": made}
+        print(f"{name} n_action_steps={summary['n_action_steps']}: success {summary['success']}/{n}, TCP within 5 cm "
+              f"of the target {summary['reached_target']}/{n}, of another cube only {summary['reached_other_only']}/{n}; "
+              f"closest to target median {summary['median_d_target_cm']:.1f} cm, to another cube "
+              f"{summary['median_d_other_cm']:.1f} cm; per episode env {summary['env_s_per_episode']:.2f} s + policy "
+              f"{summary['policy_s_per_episode']:.2f} s = {summary['total_s_per_episode']:.2f} s "
+              f"({summary['frames_per_episode']:.1f} frames; {summary['episodes_per_min']:.1f} episodes/min; env made in "
+              f"{made:.1f} s)", flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps({**summary, "episodes_detail": rows}) + "\n")
+
+
 def main() -> None:
     from memlens.tasks.mikasa import TASKS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["success", "cost", "record"])
+    parser.add_argument("mode", choices=["success", "cost", "record", "policy"])
     parser.add_argument("--envs", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--state-only", action="store_true")
     parser.add_argument("--compare", action="store_true", help="success: run state and rgb, check they agree")
+    parser.add_argument("--ckpt", help="policy: the checkpoint to roll out")
+    parser.add_argument("--seed", type=int, default=100_000, help="policy: first episode seed")
+    parser.add_argument("--n-action-steps", type=int, help="policy: override the checkpoint's n_action_steps")
+    parser.add_argument("--json", help="policy: append the summary and per-episode rows to this JSON-lines file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"success": success, "cost": cost, "record": record}[args.mode](args)
+    {"success": success, "cost": cost, "record": record, "policy": policy}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -293,6 +293,17 @@ def test_memlens_train_reports_an_impossible_cadence_as_one_paragraph():
                       "--policy.mem_segment_stride=15"])
 
 
+def test_a_state_wider_than_max_state_dim_is_refused_before_torch_sees_it():
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from memlens.errors import UserError
+
+    wide = {**config_kwargs()["input_features"], OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(25,))}
+    with pytest.raises(UserError, match=r"`observation.state` has 25 values but the policy's `max_state_dim` is 8"):
+        SmolVLARMTPolicy(SmolVLARMTConfig(**config_kwargs(input_features=wide)))
+    SmolVLARMTPolicy(SmolVLARMTConfig(**config_kwargs(input_features=wide, max_state_dim=32)))  # fits now
+
+
 def test_an_explicit_commit_makes_the_pending_write_the_memory_once():
     policy = make_policy(num_mem_tokens=4)
     policy.predict_action_chunk(obs_batch())

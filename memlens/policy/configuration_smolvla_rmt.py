@@ -97,6 +97,26 @@ class SmolVLARMTConfig(SmolVLAConfig):
         if self.num_mem_tokens > 0 and self.adapt_to_pi_aloha:
             raise ValueError("`adapt_to_pi_aloha=True` is not supported together with `num_mem_tokens` > 0.")
 
+    def validate_features(self) -> None:
+        """lerobot's checks, then: the state and action fit SmolVLA's zero-padded `max_state_dim` /
+        `max_action_dim` (a wider one fails deep in torch with `mat1 and mat2 shapes cannot be multiplied`)."""
+        super().validate_features()
+        from memlens.errors import InvalidInputError
+
+        for kind, features, limit, name in (
+            ("state", self.input_features, self.max_state_dim, "max_state_dim"),
+            ("action", self.output_features, self.max_action_dim, "max_action_dim"),
+        ):
+            for key, feature in (features or {}).items():
+                width = feature.shape[-1] if feature.shape else 0
+                if feature.type.name == kind.upper() and width > limit:
+                    raise InvalidInputError(
+                        f"`{key}` has {width} values but the policy's `{name}` is {limit}: SmolVLA pads {kind} "
+                        f"vectors up to `{name}` and cannot take a wider one. Train with "
+                        f"--policy.{name}={max(32, width)} (or more), or use a dataset whose {kind} has at most "
+                        f"{limit} values."
+                    )
+
     def training_notice(self) -> str | None:
         """The one line said when training starts with a K the user did not choose, or None."""
         if self.num_mem_tokens > 0 and self.n_mem_segments == 1:
