@@ -187,8 +187,9 @@ def parse_episodes(spec: str | None) -> list[int] | None:
 def compare(
     baseline: str = typer.Argument(..., help="Baseline checkpoint (num_mem_tokens=0)."),
     memory: str = typer.Argument(..., help="Memory checkpoint."),
-    env: str = typer.Option(None, help="Env to evaluate in (memlens_cue_recall, memlens_order, memlens_count)."),
-    variants: str = typer.Option(None, help="Comma-separated variants (default: all)."),
+    env: str = typer.Option(None, help="Env to evaluate in (memlens_cue_recall, memlens_order, memlens_count, or a "
+                            "MIKASA-Robo task such as mikasa_remember_color3)."),
+    variants: str = typer.Option(None, help="Comma-separated variants (default: all; MIKASA: cue,control)."),
     n_episodes: int = typer.Option(50, help="Episodes per policy and variant (same seeds for both)."),
     batch_size: int = typer.Option(10, help="Environments stepped together."),
     seed: int = typer.Option(100_000, help="Seed of the first episode."),
@@ -213,7 +214,9 @@ def compare(
         raise UserError("pass exactly one of --env NAME (closed loop) or --dataset PATH (offline action error).")
     with Progress(transient=True) as bar:
         if env is not None:
-            n_variants = len(variants.split(",")) if variants else 5
+            from memlens.tasks.catalog import variants_of
+
+            n_variants = len(variants.split(",")) if variants else len(variants_of(env))
             task = bar.add_task("evaluating", total=2 * n_variants)
             results = compare_in_env(
                 ckpts, env, variants=variants.split(",") if variants else None, n_episodes=n_episodes,
@@ -235,8 +238,9 @@ def capture_cmd(
     ckpt: str = typer.Argument(..., help="Checkpoint directory or Hub id."),
     dataset: str = typer.Argument(None, help="Dataset path, or a repo id with --root (or use --env)."),
     out: Path = typer.Option(..., "--out", help="Trace store to write (resumes if it exists)."),
-    env: str = typer.Option(None, help="Capture live rollouts in this env instead of a dataset."),
-    variant: str = typer.Option("short", help="Env variant for --env."),
+    env: str = typer.Option(None, help="Capture live rollouts in this env instead of a dataset (a memlens world or a "
+                            "MIKASA-Robo task such as mikasa_remember_color3)."),
+    variant: str = typer.Option(None, help="Env variant for --env (default: short; MIKASA: cue, or control)."),
     n_episodes: int = typer.Option(10, help="Live rollouts to capture with --env."),
     seed: int = typer.Option(0, help="Seed of the first live rollout."),
     root: Path = typer.Option(None, help="Dataset root when DATASET is a repo id."),
@@ -289,8 +293,9 @@ def intervene(
     mode: str = typer.Option(..., "--mode", help="zero, reset, shuffle (across episodes), shuffle_tokens or swap."),
     from_update: int = typer.Option(0, "--from-update", help="Memory update (chunk computation) at which to intervene."),
     every_update: bool = typer.Option(False, "--every-update", help="Intervene again at every later update."),
-    env: str = typer.Option(None, help="Closed loop in this env (memlens_cue_recall, memlens_order, memlens_count) instead of a dataset."),
-    variant: str = typer.Option("medium", help="Env variant for --env."),
+    env: str = typer.Option(None, help="Closed loop in this env (memlens_cue_recall, memlens_order, memlens_count, or a "
+                            "MIKASA-Robo task such as mikasa_remember_color3) instead of a dataset."),
+    variant: str = typer.Option(None, help="Env variant for --env (default: medium; MIKASA: cue, or control)."),
     n_episodes: int = typer.Option(20, help="Episodes (--env: rollouts; dataset: the first N unless --episodes)."),
     episodes: str = typer.Option(None, help="Dataset episodes, e.g. 0:20 or 3,5,9."),
     root: Path = typer.Option(None, help="Dataset root when DATASET is a repo id."),
@@ -386,29 +391,40 @@ def plot(
 @app.command("experiment")
 def experiment(
     out: Path = typer.Option(Path("artifacts/experiment"), help="Where data, runs and results go (reruns resume)."),
-    tasks: str = typer.Option("cue_recall,order", help="Comma-separated tasks (cue_recall, order, count)."),
+    tasks: str = typer.Option("cue_recall,order", help="Comma-separated tasks: cue_recall, order, count, or MIKASA-Robo "
+                              "env types such as mikasa_remember_color3 (after make setup-mikasa)."),
     steps: int = typer.Option(None, help="Training steps per policy of every task's final stage (default: "
-                              "1000 for cue_recall and order, after their warm-up; 1500 for count)."),
+                              "1000 for cue_recall and order, after their warm-up; 1500 for count; 2000 for MIKASA)."),
     warmup_steps: int = typer.Option(1500, help="Warm-up steps of tasks with a curriculum (cue_recall, order)."),
     n_episodes: int = typer.Option(50, help="Evaluation episodes per policy and variant."),
+    mikasa_episodes: int = typer.Option(100, help="Expert episodes recorded per MIKASA variant (cue, control)."),
     seed: int = typer.Option(0, help="Seed of data and training (evaluation uses its own fixed seeds)."),
 ):
     """Baseline against memory on the memory tasks: record, train both with one budget, evaluate every variant.
 
     Example:  memlens experiment --out artifacts/experiment --tasks cue_recall --n-episodes 50
+    (MIKASA-Robo: memlens experiment --out artifacts/mikasa_experiment --tasks mikasa_remember_color3)
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from memlens.tasks.catalog import is_mikasa
+    from memlens.tasks.mikasa import TASKS, is_installed
     from memlens.workflows.experiment import TRAIN_VARIANTS, ExperimentConfig, run_experiment
 
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
-    unknown = [t for t in chosen if t not in TRAIN_VARIANTS]
+    mikasa = [t for t in TASKS if not TASKS[t].control]
+    unknown = [t for t in chosen if t not in TRAIN_VARIANTS and not (is_mikasa(t) and not TASKS[t].control)]
     if unknown or not chosen:
-        _fail(f"--tasks must name tasks from {', '.join(TRAIN_VARIANTS)} (comma-separated); got {tasks!r}"
+        _fail(f"--tasks must name tasks from {', '.join(TRAIN_VARIANTS)} or MIKASA-Robo's {', '.join(mikasa)} "
+              f"(comma-separated; a control is evaluated with its task); got {tasks!r}"
               f"{f', where {unknown} are unknown' if unknown else ''}. Pick from those.")
-    if min(n_episodes, warmup_steps, 1 if steps is None else steps) < 1:
-        _fail(f"--n-episodes, --steps and --warmup-steps must be at least 1; got {n_episodes}, {steps}, "
-              f"{warmup_steps}.")
-    cfg = ExperimentConfig(tasks=chosen, warmup_steps=warmup_steps, n_eval_episodes=n_episodes, seed=seed)
+    if any(is_mikasa(t) for t in chosen) and not is_installed():
+        _fail("MIKASA-Robo tasks need MIKASA-Robo, ManiSkill and SAPIEN, which are not installed in this "
+              "environment. Run `make setup-mikasa` once (docs/mikasa.md), then rerun this command.")
+    if min(n_episodes, warmup_steps, mikasa_episodes, 1 if steps is None else steps) < 1:
+        _fail(f"--n-episodes, --steps, --warmup-steps and --mikasa-episodes must be at least 1; got {n_episodes}, "
+              f"{steps}, {warmup_steps}, {mikasa_episodes}.")
+    cfg = ExperimentConfig(tasks=chosen, warmup_steps=warmup_steps, n_eval_episodes=n_episodes, seed=seed,
+                           mikasa_episodes=mikasa_episodes)
     if steps is not None:
         cfg.steps = dict.fromkeys(cfg.tasks, steps)
     run_experiment(out, cfg)

@@ -46,9 +46,10 @@ def test_memlens_compare_cli_writes_the_json(baseline_checkpoint, memory_checkpo
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"env": "memlens_nope"}, "known envs: memlens_count, memlens_cue_recall, memlens_order"),
+    ({"env": "memlens_nope"}, "expected one of memlens_cue_recall, memlens_count, memlens_order, mikasa_remember_color3"),
     ({"env": "memlens_cue_recall", "n_episodes": 0}, "at least 1"),
-    ({"env": "memlens_cue_recall", "variants": ["forever"]}, "known variants"),
+    ({"env": "memlens_cue_recall", "variants": ["forever"]}, r"unknown variant\(s\) \['forever'\] of env memlens_cue_recall"),
+    ({"env": "mikasa_remember_color3", "variants": ["medium"]}, "it has cue, control"),
 ])
 def test_compare_rejects_bad_input_clearly(baseline_checkpoint, memory_checkpoint, kwargs, message):
     env = kwargs.pop("env")

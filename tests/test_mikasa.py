@@ -364,3 +364,134 @@ def test_memlens_record_writes_a_mikasa_dataset(tmp_path):
                                       "--root", str(tmp_path / "x")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "x" / "meta" / "memlens_labels.json").read_text())["n_episodes"] == 1
+
+
+# ---- one catalog of envs: MIKASA tasks take variants cue and control (no simulator needed) ---------------------
+
+
+def test_the_catalog_maps_a_mikasa_task_and_its_control_to_their_env_types():
+    from memlens.errors import InvalidInputError
+    from memlens.tasks.catalog import env_config, env_names, task_of_config, variant_of_config, variants_of
+
+    assert variants_of("mikasa_remember_color3") == ("cue", "control")
+    assert variants_of("mikasa_chain_of_colors3") == ("cue",)  # no cue-visible twin
+    control = env_config("mikasa_remember_color3", "control")
+    assert control.type == "mikasa_remember_color3_visible"
+    assert (variant_of_config(control), task_of_config(control)) == ("control", "mikasa_remember_color3")
+    assert env_config("mikasa_remember_color3").type == "mikasa_remember_color3"
+    assert env_config("memlens_cue_recall", "long").variant == "long"
+    assert "mikasa_remember_color3_visible" not in env_names() and "memlens_order" in env_names()
+    with pytest.raises(InvalidInputError, match="it has cue, control"):
+        env_config("mikasa_remember_color3", "medium")
+    with pytest.raises(InvalidInputError, match="expected one of memlens_cue_recall"):
+        env_config("mikasa_shell_game")
+
+
+def test_memlens_experiment_names_the_tasks_it_takes():
+    result = CliRunner().invoke(app, ["experiment", "--tasks", "mikasa_remember_color3_visible"])
+    assert result.exit_code == 2 and "mikasa_remember_color3" in result.output and "Traceback" not in result.output
+    assert "a control is evaluated with its task" in result.output
+
+
+# ---- the pipeline on MIKASA: experiment, capture (live and replayed), probe data, swap, app, Rerun --------------
+
+
+@pytest.fixture(scope="module")
+def mikasa_experiment(tmp_path_factory):
+    """`memlens experiment` on mikasa_remember_color3 at the smallest budget (2 expert episodes per variant, 2
+    training steps per policy, 1 evaluation episode per policy and variant): the pipeline, not a result."""
+    from memlens.tasks.mikasa import is_installed
+
+    if not is_installed():
+        pytest.skip("MIKASA-Robo is not installed (install it with `make setup-mikasa`)")
+    out = tmp_path_factory.mktemp("mikasa_experiment")
+    result = CliRunner().invoke(app, ["experiment", "--out", str(out), "--tasks", "mikasa_remember_color3",
+                                      "--steps", "2", "--mikasa-episodes", "2", "--n-episodes", "1"])
+    assert result.exit_code == 0, result.output
+    return out / "mikasa_remember_color3"
+
+
+def test_memlens_experiment_trains_both_policies_on_task_and_control_and_evaluates_both_variants(mikasa_experiment):
+    results = json.loads((mikasa_experiment / "evaluation_results.json").read_text())
+    assert {(r["policy"], r["variant"]) for r in results["results"]} == {
+        (p, v) for p in ("baseline", "memory") for v in ("cue", "control")}
+    assert all(r["n_episodes"] == 1 and r["task"] == "mikasa_remember_color3" for r in results["results"])
+    table = (mikasa_experiment.parent / "results.md").read_text()
+    assert "| mikasa_remember_color3 | control |" in table and "| mikasa_remember_color3 | cue |" in table
+    config = json.loads((mikasa_experiment / "memory" / "checkpoints" / "last" / "pretrained_model" /
+                         "config.json").read_text())
+    assert (config["num_mem_tokens"], config["n_mem_segments"], config["mem_segment_stride"]) == (4, 3, 5)
+    assert (config["max_state_dim"], config["n_action_steps"]) == (32, 5)
+    base = json.loads((mikasa_experiment / "baseline" / "checkpoints" / "last" / "pretrained_model" /
+                       "config.json").read_text())
+    assert base["num_mem_tokens"] == 0 and base["n_mem_segments"] == 3  # the same budget
+    for variant, control in (("cue", False), ("control", True)):  # the control replays the task's seeds
+        meta = json.loads((mikasa_experiment / "parts" / f"{variant}-seed0" / "meta" / "memlens_labels.json").read_text())
+        assert meta["control"] is control and [e["seed"] for e in meta["episodes"]] == [0, 1]
+
+
+def test_live_mikasa_captures_hold_both_cameras_and_the_cue_and_phase_of_every_frame(mikasa_experiment, tmp_path):
+    from memlens.apps.gradio_app import TraceView
+    from memlens.store import TraceStore
+
+    ckpt = mikasa_experiment / "memory" / "checkpoints" / "last" / "pretrained_model"
+    out = tmp_path / "live"
+    result = CliRunner().invoke(app, ["capture", str(ckpt), "--env", "mikasa_remember_color3", "--n-episodes", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    store = TraceStore.open(out)
+    recorded = json.loads((mikasa_experiment / "parts" / "cue-seed0" / "meta" / "memlens_labels.json").read_text())
+    assert store.provenance["env"] == {"name": "mikasa_remember_color3", "variant": "cue", "seed": 0}
+    for ep in (0, 1):
+        trace = store.episode(ep)
+        n = trace.attrs["length"]
+        assert trace.shapes["frames/base"] == trace.shapes["frames/hand"] == (n, 128, 128, 3)
+        labels = trace.attrs["labels"]
+        assert labels["cue"] == recorded["episodes"][ep]["cue"]  # the expert's episode of the same seed
+        assert (trace.load("label/cue") == labels["cue"]).all()
+        phase = trace.load("label/phase")
+        cue, delay = labels["cue_steps"], labels["delay_steps"]
+        assert (phase[:cue] == 0).all() and (phase[cue:cue + delay] == 1).all() and (phase[cue + delay:] == 2).all()
+        assert trace.shapes["memory/write"][0] == trace.attrs["n_updates"] == -(-n // 5)
+    view = TraceView(out)
+    both = view.frame(0, 0)
+    assert both.shape == (128, 128 * 2 + 4, 3) and view.camera_label(0) == "cameras: base | hand"
+    np.testing.assert_array_equal(both[:, 132:], store.episode(0).load("frames/hand")[0])
+    rrd = tmp_path / "live.rrd"
+    result = CliRunner().invoke(app, ["rerun", str(out), "--save", str(rrd), "--no-umap"])
+    assert result.exit_code == 0, result.output
+    from test_rerun_viewer import read_rrd
+
+    recording = read_rrd(rrd)
+    assert {"/camera/base", "/camera/hand", "/labels/cue", "/labels/phase"} <= set(recording)
+
+
+def test_a_recorded_mikasa_dataset_replays_into_a_trace_store_with_its_labels(mikasa_experiment, tmp_path):
+    from memlens.analysis import probe_data
+    from memlens.store import TraceStore
+
+    ckpt = mikasa_experiment / "memory" / "checkpoints" / "last" / "pretrained_model"
+    data = mikasa_experiment / "parts" / "cue-seed0"
+    result = CliRunner().invoke(app, ["capture", str(ckpt), str(data), "--out", str(tmp_path / "replay")])
+    assert result.exit_code == 0, result.output
+    store = TraceStore.open(tmp_path / "replay")
+    recorded = json.loads((data / "meta" / "memlens_labels.json").read_text())
+    assert store.episodes() == [0, 1]
+    rows = probe_data(store, "cue", after_cue=True)
+    assert len(rows.y) and (rows.since_cue >= 0).all()
+    assert {int(y) for y in rows.y} <= {e["cue"] for e in recorded["episodes"]}
+
+
+def test_swapping_memory_between_mikasa_episodes_reports_which_cube_each_reached(mikasa_experiment, mikasa):
+    from memlens.interventions import intervene_env
+    from memlens.tasks.mikasa import cue_of_seed
+
+    ckpt = mikasa_experiment / "memory" / "checkpoints" / "last" / "pretrained_model"
+    cues = {s: cue_of_seed(mikasa, s) for s in range(100_000, 100_006)}
+    start = next(s for s in range(100_000, 100_005) if cues[s] != cues[s + 1])  # neighbours with different cues
+    result = intervene_env(ckpt, "mikasa_remember_color3", mode="swap", from_update=1, n_episodes=2, seed=start)
+    assert result.summary["n_swapped"] == 2
+    for row in result.episodes:
+        assert row["cue"] == cues[row["seed"]] and row["donor_cue"] == cues[start + 1 - (row["seed"] - start)]
+        assert row["reached_reference"] in (None, 0, 1, 2) and row["reached_intervened"] in (None, 0, 1, 2)
+    assert {"own_target_rate", "donor_target_rate"} <= set(result.summary)

@@ -13,13 +13,14 @@ from memlens.store import TraceStore
 M, H, U, EVERY = 2, 8, 7, 10
 
 
-def synthetic_store(path, *, n_episodes=12, n_cues=3, checkpoint="ckpt-a", signal=4.0, seed=0, dataset="data/x"):
+def synthetic_store(path, *, n_episodes=12, n_cues=3, checkpoint="ckpt-a", signal=4.0, seed=0, dataset="data/x",
+                    phase=True):
     """Episodes whose memory (token 0) holds the cue at every update, while the observation shows it only
     at update 0 (the cue phase); recorded action dim 0 = cue + noise."""
     rng = np.random.default_rng(seed)
     sites = {n: SITES[n].to_json() for n in ("memory/read", "memory/write", "memory/update_frame", "action/dataset",
                                              "action/predicted", "hidden/observation")}
-    for name in ("cue", "phase", "n_targets"):
+    for name in ("cue", "phase", "n_targets") if phase else ("cue", "n_targets"):
         sites[f"label/{name}"] = label_site(name).to_json()
     store = TraceStore.create(path, manifest={"provenance": {"checkpoint": checkpoint, "dataset": {"root": dataset}},
                                               "sites": sites})
@@ -33,13 +34,16 @@ def synthetic_store(path, *, n_episodes=12, n_cues=3, checkpoint="ckpt-a", signa
         obs[0, cue] += signal
         actions = rng.normal(scale=0.3, size=(t, 2)).astype(np.float32)
         actions[:, 0] += cue
-        store.write_episode(ep, {
+        arrays = {
             "memory/read": np.concatenate([np.zeros((1, M, H), np.float32), write[:-1]]), "memory/write": write,
             "memory/update_frame": (np.arange(U) * EVERY).astype(np.int32),
             "action/dataset": actions, "action/predicted": actions + 0.1 * (ep % 2), "hidden/observation": obs,
             "label/cue": np.full(t, cue, np.int64), "label/n_targets": np.full(t, 4, np.int64),
             "label/phase": np.select([frames < 10, frames < 40], [0, 1], 2).astype(np.int64),
-        }, {"task": f"task {ep % 2}", "length": t, "labels": {"cue": cue}})
+        }
+        if not phase:
+            del arrays["label/phase"]
+        store.write_episode(ep, arrays, {"task": f"task {ep % 2}", "length": t, "labels": {"cue": cue}})
     return TraceStore.open(path)
 
 
@@ -75,6 +79,20 @@ def test_memory_decodes_the_cue_at_every_step_the_observation_only_while_it_is_s
     assert initial.mean <= initial.chance + 1e-9
     assert mem.figure is not None and len(mem.figure.data) == 3  # probe, control, chance
     assert {"mean", "control_mean", "selectivity", "by_step"} <= set(mem.to_dict())
+
+
+def test_after_cue_keeps_only_the_updates_made_once_the_cue_was_gone(store, tmp_path):
+    every = probe_data(store, "cue")
+    after = probe_data(store, "cue", after_cue=True)
+    assert (after.since_cue >= 0).all() and len(after.y) == (every.since_cue >= 0).sum() == 12 * (U - 1)
+    assert set(after.update.tolist()) == set(range(1, U))  # update 0 (frame 0) still shows the cue
+    res = probe(store, "cue", n_splits=4, after_cue=True)
+    assert res.mean > 0.9 and res.by_step["since_cue"].min() >= 0
+    obs = probe(store, "cue", features="observation", n_splits=4, after_cue=True)
+    assert obs.mean < 0.6  # the observation no longer holds the cue
+    bare = synthetic_store(tmp_path / "no_phase", phase=False)
+    with pytest.raises(AnalysisInputError, match="after_cue needs a `label/phase`"):
+        probe_data(bare, "cue", after_cue=True)
 
 
 def test_one_probe_per_step_and_token_and_layer_features(store):

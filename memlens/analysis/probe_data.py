@@ -84,6 +84,14 @@ class ProbeData:
     features: str = ""
     stores: list[str] = field(default_factory=list)
 
+    def subset(self, keep: np.ndarray) -> ProbeData:
+        """The rows where `keep` (a boolean [N]) holds."""
+        from dataclasses import replace
+
+        rows = {k: getattr(self, k)[keep] for k in ("X", "y", "groups", "store", "episode", "update", "frame",
+                                                   "since_cue")}
+        return replace(self, **rows)
+
 
 def _feature_error(trace, features: str, url: str, why: str) -> FeaturesUnavailableError:
     have = set(trace.names)
@@ -191,10 +199,12 @@ def _since_cue(trace, update_frame: np.ndarray) -> np.ndarray:
 
 
 def probe_data(stores, label, *, features: str = "memory", site: str = "memory/write", episodes=None,
-               allow_mixed: bool = False) -> ProbeData:
+               allow_mixed: bool = False, after_cue: bool = False) -> ProbeData:
     """Features and labels of every memory update of `episodes` (default: all) in one or more stores.
 
-    Several stores are pooled only if captured with the same checkpoint (`allow_mixed=True` overrides)."""
+    Several stores are pooled only if captured with the same checkpoint (`allow_mixed=True` overrides).
+    `after_cue` keeps only the updates made once the cue was gone (at or after the first frame whose
+    `label/phase` is not 0), where reading the cue needs memory; it needs a phase label."""
     stores = [as_store(s) for s in (stores if isinstance(stores, list | tuple) else [stores])]
     if len(stores) > 1:
         check_same_checkpoint(*stores, allow_mixed=allow_mixed)
@@ -218,4 +228,12 @@ def probe_data(stores, label, *, features: str = "memory", site: str = "memory/w
             cols["frame"].append(update_frame[keep])
             cols["since_cue"].append(_since_cue(trace, update_frame)[keep])
     out = {k: np.concatenate(v) for k, v in cols.items()}
-    return ProbeData(**out, kind=kind, label=name, features=features, stores=[str(s.url) for s in stores])
+    data = ProbeData(**out, kind=kind, label=name, features=features, stores=[str(s.url) for s in stores])
+    if after_cue:
+        if np.isnan(data.since_cue).any():
+            raise AnalysisInputError(
+                "after_cue needs a `label/phase` in every episode (0 while the cue is shown) to know when the cue "
+                f"ended; {', '.join(data.stores)} has episodes without one. Capture from a dataset or env that records "
+                "the phase (memlens record and memlens's envs, MIKASA included, do), or probe every update.")
+        data = data.subset(data.since_cue >= 0)
+    return data

@@ -320,7 +320,7 @@ def probe_figure(results: ProbeResult | Sequence[ProbeResult], *, title: str | N
 
 def probe(store, label, *, features: str = "memory", site: str = "memory/write", n_splits: int = 5,
           control: bool = True, by_step: bool | str = True, estimator=None, episodes=None, seed: int = 0,
-          allow_mixed: bool = False) -> ProbeResult:
+          allow_mixed: bool = False, after_cue: bool = False) -> ProbeResult:
     """Cross-validated linear probe of `label` from `features` of one trace store (or a list of stores
     captured with the same checkpoint), grouped by episode, with its control task and chance level.
 
@@ -330,11 +330,13 @@ def probe(store, label, *, features: str = "memory", site: str = "memory/write",
       `"separate"` fits one probe per update index (each cross-validated over the episodes at that
       update; NaN where there are too few); False skips it.
     - `estimator`: any scikit-learn estimator (default `MemoryProbe` for the label's kind).
+    - `after_cue`: probe only the updates made once the cue was gone (needs a phase label).
 
     Raises `AnalysisInputError` for a missing label or feature, fewer than `n_splits` episodes, a class
     seen in fewer than 2 episodes, a constant label, or stores of different checkpoints.
     """
-    data = probe_data(store, label, features=features, site=site, episodes=episodes, allow_mixed=allow_mixed)
+    data = probe_data(store, label, features=features, site=site, episodes=episodes, allow_mixed=allow_mixed,
+                      after_cue=after_cue)
     return probe_on(data, n_splits=n_splits, control=control, by_step=by_step, estimator=estimator, seed=seed)
 
 

@@ -126,9 +126,16 @@ class TraceView:
         return None if d["norms"] is None else HeatmapPicture.draw(d["norms"])
 
     def frame(self, ep: int, step: int) -> np.ndarray:
-        from memlens.store.traces import frame
+        """Every camera of the step, side by side (`camera_label` names them)."""
+        from memlens.store.traces import all_cameras
 
-        return frame(self.store, ep, step)
+        return all_cameras(self.store, ep, step)
+
+    def camera_label(self, ep: int) -> str:
+        from memlens.store.traces import frame_cameras
+
+        names = [c.removeprefix("observation.images.") for c in frame_cameras(self.store, ep)]
+        return f"camera{'s' if len(names) > 1 else ''}: {' | '.join(names)}"
 
     def info(self, ep: int, step: int) -> str:
         d = self.episode_data(ep)
@@ -256,7 +263,7 @@ def build_app(traces, compare=None):
         info = gr.Markdown(view.info(first, 0), elem_id="info")
         pending = gr.State(None)  # step to land on after a click switched the episode
         with gr.Row():
-            camera = gr.Image(view.frame(first, 0), label="camera", elem_id="camera", interactive=False, height=256,
+            camera = gr.Image(view.frame(first, 0), label=view.camera_label(first), elem_id="camera", interactive=False, height=256,
                               format="png")
             heat = gr.Image(view.heatmap_picture(first, 0), label="memory token norms (click a cell)",
                             elem_id="heatmap", interactive=False, visible=view.has_memory, format="png")

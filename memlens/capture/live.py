@@ -26,14 +26,14 @@ def frame_site(camera: str) -> Site:
 
 
 @torch.no_grad()
-def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str = "short", seed: int = 0,
+def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str | None = None, seed: int = 0,
                 config: CaptureConfig | None = None, overwrite: bool = False, progress=None, **options):
     """Capture `n_episodes` live rollouts of `env_name` (episode i seeded `seed + i`) into the trace store at
     `out`. What is recorded: `config` (a `CaptureConfig`) or its fields as keyword options; full attention
     maps are a dataset capture's option."""
     from memlens.store import TraceStore
-    from memlens.tasks.envs import KNOWN_ENVS, make_env_config
-    from memlens.tasks.worlds import MemoryWorld
+    from memlens.tasks.catalog import (env_config, episode_labels, is_mikasa, label_keys, task_description,
+                                       variant_of_config)
 
     config = CaptureConfig.of(config, options)
     if config.full_attention:
@@ -41,26 +41,24 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
                         "--attention (per-group summaries), or replay a dataset for full attention maps.")
     if n_episodes < 1:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
-    if env_name not in KNOWN_ENVS:
-        raise UserError(f"unknown env {env_name!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
+    env_cfg = env_config(env_name, variant)  # InvalidInputError (a UserError) names the known envs and variants
     loaded = config.load(ckpt)
     cfg = loaded.config
-    env_cfg = make_env_config(env_name, variant=variant)
     check_policy_matches_env(loaded, env_cfg)
     cameras = [k.removeprefix("observation.images.") for k in cfg.image_features]
     sites = {n: s.to_json() for n, s in config.sites().items() if n != "action/dataset"}
-    # per-frame copies of the world's episode labels (cue; order: second), except its constant settings
-    episode_labels = [k for k in MemoryWorld(env_cfg._spec).labels if k not in ("n_targets", "delay_steps")]
-    for label in (*episode_labels, "phase"):
+    # per-frame copies of the episode's labels (cue; order: second; MIKASA: cue or cue_0..2), and the phase
+    keys = label_keys(env_cfg)
+    for label in (*keys, "phase"):
         sites[f"label/{label}"] = label_site(label).to_json()
     for cam in cameras:
         sites[f"frames/{cam}"] = frame_site(cam).to_json()
-    source = {"env": {"name": env_name, "variant": variant, "seed": seed}}
+    source = {"env": {"name": env_name, "variant": variant_of_config(env_cfg), "seed": seed}}
     store = TraceStore.create(out, manifest={"provenance": config.provenance(loaded, source), "sites": sites},
                               overwrite=overwrite)
     todo = [e for e in range(n_episodes) if not store.has_episode(e)]
-    env = single_env(loaded, env_cfg, min(config.batch_episodes, len(todo) or 1))
-    spec = env.env.envs[0].unwrapped.task_spec
+    # MIKASA: one simulator (its labels are read from it after each episode, before the next reset)
+    env = single_env(loaded, env_cfg, 1 if is_mikasa(env_cfg.type) else min(config.batch_episodes, len(todo) or 1))
     try:
         for start in range(0, len(todo), env.env.num_envs):
             group = todo[start : start + env.env.num_envs]
@@ -70,16 +68,15 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
             for b, ep in enumerate(group):
                 length = episode_length(data["done"][b])
                 n_updates = math.ceil(length / cfg.n_action_steps)
-                world = MemoryWorld(spec)
-                world.reset(seed=seeds[b])
+                labels, phases = episode_labels(env_cfg, env.env.envs[b], seeds[b], length)
                 arrays = {
                     "frame/index": np.arange(length, dtype=np.int32),
                     "frame/timestamp": (np.arange(length) / env_cfg.fps).astype(np.float32),
                     "frame/update": (np.arange(length) // cfg.n_action_steps).astype(np.int32),
                     "action/predicted": data["action"][b, :length].float().numpy(),
                     "memory/update_frame": (np.arange(n_updates) * cfg.n_action_steps).astype(np.int32),
-                    **{f"label/{k}": np.full(length, world.labels[k], dtype=np.int64) for k in episode_labels},
-                    "label/phase": np.asarray([spec.phase(t) for t in range(length)], dtype=np.int64),
+                    **{f"label/{k}": np.full(length, labels[k], dtype=np.int64) for k in keys},
+                    "label/phase": np.asarray(phases, dtype=np.int64),
                 }
                 for cam in cameras:
                     img = data["observation"][f"observation.images.{cam}"][b, :length]
@@ -87,8 +84,8 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
                 arrays.update(chunk_arrays(hooks, b, n_updates))
                 attrs = {"episode": ep, "length": length, "n_updates": n_updates, "seed": seeds[b],
                          "success": bool(data["success"][b, :length].any()),
-                         "task": env.env.envs[b].unwrapped.task_description,
-                         "labels": {k: int(v) for k, v in world.labels.items()}, "attention_groups": hooks.chunks[0]["groups"]}
+                         "task": task_description(env.env.envs[b]),
+                         "labels": {k: int(v) for k, v in labels.items()}, "attention_groups": hooks.chunks[0]["groups"]}
                 store.write_episode(ep, arrays, attrs)
                 if progress is not None:
                     progress("episode", n_episodes - len(todo) + start + b + 1, n_episodes)

@@ -17,76 +17,118 @@ def _reached(state_xy: np.ndarray, targets: np.ndarray, radius: float) -> int | 
     return int(np.argmin(d)) if d.min() <= radius + 1e-6 else None
 
 
-def _rollout(loaded, env, seeds, seed):
-    from memlens.runtime.rollout import episode_length, rollout
-    from memlens.tasks.worlds import MAX_SPEED
+class _WorldEpisodes:
+    """memlens's own worlds: cues by replaying the seed, the reached target from the final position."""
 
-    data = rollout(loaded, env, seeds, torch_seed=seed)
-    out = []
-    for b in range(len(seeds)):
-        last = episode_length(data["done"][b]) - 1
-        # Where the last action took the agent (the world's step: clipped velocity times MAX_SPEED); the
-        # rollout keeps the observation before each action, not the terminal one.
-        before = data["observation"]["observation.state"][b, last, :2].float().numpy()
-        action = np.clip(data["action"][b, last, :2].float().numpy(), -1, 1)
-        xy = np.clip(before + MAX_SPEED * action, -1, 1)
-        out.append({"success": bool(data["success"][b, : last + 1].any()), "length": last + 1, "final_xy": xy})
-    return out
+    def __init__(self, env_cfg):
+        from memlens.tasks.worlds import SUCCESS_RADIUS, target_positions
+
+        self.spec = env_cfg._spec
+        self.targets, self.radius = target_positions(self.spec.task, self.spec.n_targets), SUCCESS_RADIUS
+        self.max_batch = None
+
+    def cues(self, env, seeds) -> list[int]:
+        from memlens.tasks.worlds import MemoryWorld
+
+        out = []
+        for s in seeds:
+            world = MemoryWorld(self.spec)
+            world.reset(seed=s)
+            out.append(int(world.cue))
+        return out
+
+    def rollout(self, loaded, env, seeds, seed) -> list[dict]:
+        from memlens.runtime.rollout import episode_length, rollout
+        from memlens.tasks.worlds import MAX_SPEED
+
+        data = rollout(loaded, env, seeds, torch_seed=seed)
+        out = []
+        for b in range(len(seeds)):
+            last = episode_length(data["done"][b]) - 1
+            # Where the last action took the agent (the world's step: clipped velocity times MAX_SPEED); the
+            # rollout keeps the observation before each action, not the terminal one.
+            before = data["observation"]["observation.state"][b, last, :2].float().numpy()
+            action = np.clip(data["action"][b, last, :2].float().numpy(), -1, 1)
+            xy = np.clip(before + MAX_SPEED * action, -1, 1)
+            out.append({"success": bool(data["success"][b, : last + 1].any()), "length": last + 1,
+                        "reached": _reached(xy, self.targets, self.radius)})
+        return out
+
+
+class _MikasaEpisodes:
+    """MIKASA-Robo: cues read from the simulator after a reset, the reached cube watched while it steps (the
+    first cube the TCP comes within 5 cm of, `memlens.tasks.mikasa.ReachTracker`). Two simulators at most:
+    enough to swap memories between two episodes, and each costs ~8 s and a renderer."""
+
+    max_batch = 2
+
+    def cues(self, env, seeds) -> list[int]:
+        from memlens.tasks.mikasa import cue_of_seed
+
+        return [cue_of_seed(env.env.envs[0], s) for s in seeds]
+
+    def rollout(self, loaded, env, seeds, seed) -> list[dict]:
+        from contextlib import ExitStack
+
+        from memlens.runtime.rollout import episode_length, rollout
+        from memlens.tasks.mikasa import ReachTracker
+
+        with ExitStack() as stack:
+            trackers = [stack.enter_context(ReachTracker(sub)) for sub in env.env.envs]
+            data = rollout(loaded, env, seeds, torch_seed=seed)
+        out = []
+        for b in range(len(seeds)):
+            last = episode_length(data["done"][b]) - 1
+            out.append({"success": bool(data["success"][b, : last + 1].any()), "length": last + 1,
+                        "reached": trackers[b].episodes[0]["reached"]})
+        return out
 
 
 def intervene_env(ckpt, env_name: str, *, mode: str, from_update: int = 0, n_episodes: int = 20,
-                  variant: str = "medium", batch_size: int = 10, every_update: bool = False, seed: int = 100_000,
+                  variant: str | None = None, batch_size: int = 10, every_update: bool = False, seed: int = 100_000,
                   device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> InterventionResult:
     """Closed-loop rollouts (lerobot's `rollout`, episode i seeded `seed + i`) with and without the
     intervention: success of each, and which target each episode reached (its own cue's, for `swap` its
-    donor's, another, or none)."""
+    donor's, another, or none). `env_name` is a memlens world (variant default `medium`) or a MIKASA-Robo
+    task (variants `cue`, `control`; reached = the first cube the TCP came within 5 cm of)."""
     from memlens.runtime.checkpoint import load_policy
     from memlens.runtime.rollout import single_env
-    from memlens.tasks.envs import KNOWN_ENVS, make_env_config
-    from memlens.tasks.worlds import SUCCESS_RADIUS, VARIANTS, MemoryWorld, target_positions
+    from memlens.tasks.catalog import env_config, is_mikasa
 
     if n_episodes < 1:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
-    if env_name not in KNOWN_ENVS:
-        raise UserError(f"unknown env {env_name!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
-    if variant not in VARIANTS:
-        raise UserError(f"unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}.")
+    variant = variant or ("cue" if is_mikasa(env_name) else "medium")
+    env_cfg = env_config(env_name, variant)  # InvalidInputError (a UserError) names the known envs and variants
     loaded = load_policy(ckpt, device=device)
     intervention = make(mode, num_tokens=loaded.config.num_mem_tokens, seed=seed)
     if intervention.across_episodes and n_episodes < 2:
         raise UserError(f"mode {intervention.name!r} moves memories between episodes: pass --n-episodes 2 or more.")
     check_applicable(loaded.policy, from_update)
-    env_cfg = make_env_config(env_name, variant=variant)
-    spec = env_cfg._spec
-    targets = target_positions(spec.task, spec.n_targets)
+    episodes = _MikasaEpisodes() if is_mikasa(env_name) else _WorldEpisodes(env_cfg)
+    if episodes.max_batch:
+        batch_size = min(batch_size, episodes.max_batch)
     seeds = [seed + i for i in range(n_episodes)]
-    cues = []
-    for s in seeds:
-        world = MemoryWorld(spec)
-        world.reset(seed=s)
-        cues.append(int(world.cue))
-    batches = intervention.batches(list(range(n_episodes)), max(1, batch_size), cues, seed)
-    width = max(len(b) for b, _ in batches)
-    env = single_env(loaded, env_cfg, width)
+    env = single_env(loaded, env_cfg, min(max(1, batch_size), n_episodes))
     rows = []
     try:
+        cues = episodes.cues(env, seeds)
+        batches = intervention.batches(list(range(n_episodes)), max(1, batch_size), cues, seed)
+        width = env.env.num_envs
         for group, donors in batches:
             pad = width - len(group)
             batch_seeds = [seeds[i] for i in group] + [seeds[group[-1]]] * pad
             full_donors = None if donors is None else list(donors) + list(range(len(group), width))
-            reference = _rollout(loaded, env, batch_seeds, seed)
+            reference = episodes.rollout(loaded, env, batch_seeds, seed)
             with MemoryOverride(loaded.policy, intervention, from_update=from_update, every_update=every_update,
                                 donors=full_donors):
-                intervened = _rollout(loaded, env, batch_seeds, seed)
+                intervened = episodes.rollout(loaded, env, batch_seeds, seed)
             for b, i in enumerate(group):
                 donor = None if donors is None or donors[b] == b else group[donors[b]]
-                ref_hit = _reached(reference[b]["final_xy"], targets, SUCCESS_RADIUS)
-                new_hit = _reached(intervened[b]["final_xy"], targets, SUCCESS_RADIUS)
                 rows.append({
                     "episode": i, "seed": seeds[i], "cue": cues[i],
                     "donor": donor, "donor_cue": None if donor is None else cues[donor],
                     "success_reference": reference[b]["success"], "success_intervened": intervened[b]["success"],
-                    "reached_reference": ref_hit, "reached_intervened": new_hit,
+                    "reached_reference": reference[b]["reached"], "reached_intervened": intervened[b]["reached"],
                     "length_reference": reference[b]["length"], "length_intervened": intervened[b]["length"],
                 })
             if progress is not None:

@@ -42,6 +42,27 @@ def cameras(store: TraceStore) -> list[str]:
     return list(_dataset(ds["repo_id"], ds["root"]).meta.camera_keys)
 
 
+def frame_cameras(store: TraceStore, episode: int) -> list[str]:
+    """The cameras `frame` can show for `episode`: those stored with a live rollout, else the dataset's keys."""
+    stored = [n.removeprefix("frames/") for n in store.episode(episode).names if n.startswith("frames/")]
+    return stored or cameras(store)
+
+
+def all_cameras(store: TraceStore, episode: int, step: int, gap: int = 4) -> np.ndarray:
+    """Every camera's frame of `step`, side by side in `frame_cameras` order (`gap` white columns between;
+    shorter images padded at the bottom): `[H, W_total, 3]` uint8."""
+    images = [frame(store, episode, step, cam) for cam in frame_cameras(store, episode)]
+    if len(images) == 1:
+        return images[0]
+    height = max(im.shape[0] for im in images)
+    parts = []
+    for i, im in enumerate(images):
+        if i:
+            parts.append(np.full((height, gap, 3), 255, np.uint8))
+        parts.append(np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)), constant_values=255))
+    return np.concatenate(parts, axis=1)
+
+
 def frame(store: TraceStore, episode: int, step: int, camera: str | None = None) -> np.ndarray:
     """`[H, W, 3]` uint8 image seen at `step` of `episode` (first camera unless `camera` is given)."""
     ep = store.episode(episode)

@@ -247,6 +247,65 @@ def record_mikasa_dataset(name: str, *, root: str | Path, n_episodes: int, seed:
             env.close()
 
 
+# ---- what a rollout reached ----------------------------------------------------------------------------------
+
+TOUCH_RADIUS = 0.05  # metres: RememberColor counts a touch with the TCP within 5 cm of the target cube
+
+
+def cue_of_seed(env: LeRobotGymEnv, seed: int) -> int:
+    """The first target colour of the episode `seed` (resets `env`)."""
+    from memlens.tasks.mikasa_expert import targets
+
+    env.reset(seed=seed)
+    return targets(env)[0]
+
+
+class ReachTracker:
+    """Watches one env of lerobot's vector env while it steps: per episode (from each reset on), the first cube
+    (colour index) the TCP came within `TOUCH_RADIUS` of once the cubes were back (`reached`, None if none).
+    Use as a context manager around a rollout; ``episodes[0]`` is the episode the rollout played (later
+    entries come from the vector env's autoreset)."""
+
+    def __init__(self, env: LeRobotGymEnv):
+        self.env, self.episodes = env, []
+
+    def __enter__(self):
+        from contextlib import ExitStack
+
+        from memlens.runtime.patching import patched
+
+        self._stack = ExitStack()
+        inner_reset = self._stack.enter_context(patched(self.env, "reset", self._reset))
+        inner_step = self._stack.enter_context(patched(self.env, "step", self._step))
+        self._inner = inner_reset, inner_step
+        return self
+
+    def _reset(self, *args, **kwargs):
+        out = self._inner[0](*args, **kwargs)
+        self.episodes.append({"reached": None})
+        return out
+
+    def _step(self, action):
+        import numpy as np
+
+        from memlens.tasks.mikasa_expert import PHASE_GO, phase
+
+        out = self._inner[1](action)
+        episode = self.episodes[-1] if self.episodes else None
+        if episode is not None and episode["reached"] is None and phase(self.env) == PHASE_GO:
+            u = self.env.unwrapped
+            tcp = u.agent.tcp.pose.p[0].cpu().numpy()
+            for key, cube in u.cubes.items():
+                if float(np.linalg.norm(cube.pose.p[0].cpu().numpy() - tcp)) < TOUCH_RADIUS:
+                    episode["reached"] = int(key)
+                    break
+        return out
+
+    def __exit__(self, *exc):
+        self._stack.close()
+        return False
+
+
 def _check() -> None:
     """One reset and step of mikasa_remember_color3 with both cameras: what scripts/setup_mikasa.sh runs last."""
     import time

@@ -21,7 +21,7 @@ from memlens.errors import UserError
 from memlens.policy import memory_tokens
 from memlens.runtime.checkpoint import LoadedPolicy, load_policy
 from memlens.runtime.quiet import quiet_progress
-from memlens.runtime.rollout import ActionTimer, single_env
+from memlens.runtime.rollout import ActionTimer, SingleEnv, check_policy_matches_env, single_env
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -81,11 +81,18 @@ def load_comparable(checkpoints: dict[str, str], *, device: str) -> dict[str, Lo
 
 
 def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int, batch_size: int,
-                    seed: int, device: str = "cpu") -> PolicyResult:
-    """lerobot's `eval_policy` on `n_episodes` seeded episodes, with timing and peak memory."""
+                    seed: int, device: str = "cpu", env: SingleEnv | None = None) -> PolicyResult:
+    """lerobot's `eval_policy` on `n_episodes` seeded episodes, with timing and peak memory. `env` reuses an
+    open env of `env_cfg` (its processors are rebuilt for this policy; the caller closes it)."""
+    from lerobot.envs.factory import make_env_pre_post_processors
     from lerobot.scripts.lerobot_eval import eval_policy
 
-    env = single_env(loaded, env_cfg, max(1, min(batch_size, n_episodes)))
+    own = env is None
+    if own:
+        env = single_env(loaded, env_cfg, max(1, min(batch_size, n_episodes)))
+    else:
+        check_policy_matches_env(loaded, env_cfg)
+        env = SingleEnv(env.env, *make_env_pre_post_processors(env_cfg, loaded.config))
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -93,7 +100,8 @@ def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int
             info = eval_policy(env.env, loaded.policy, env.pre, env.post, loaded.preprocessor, loaded.postprocessor,
                                n_episodes=n_episodes, start_seed=seed)
     finally:
-        env.close()
+        if own:
+            env.close()
     successes = [bool(e["success"]) for e in info["per_episode"]]
     peak, kind = _peak_memory_mb(device)
     calls = np.asarray(timer.calls) if timer.calls else np.asarray([float("nan")])
@@ -117,29 +125,30 @@ def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int
 def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str] | None = None,
                    n_episodes: int = 50, batch_size: int = 10, seed: int = 100_000, device: str = "cpu",
                    progress=None) -> dict:
-    """Evaluate each named checkpoint on every variant of `env`; returns the JSON-ready results."""
-    from memlens.tasks.envs import KNOWN_ENVS, make_env_config
-    from memlens.tasks.worlds import VARIANTS
+    """Evaluate each named checkpoint on every variant of `env` (a memlens world or a MIKASA-Robo task, whose
+    variants are `cue` and `control`); returns the JSON-ready results."""
+    from memlens.tasks.catalog import check_variants, env_config, is_mikasa, variants_of
 
     if n_episodes < 1:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
-    if env not in KNOWN_ENVS:
-        raise UserError(f"unknown env {env!r}; known envs: {', '.join(sorted(KNOWN_ENVS))}.")
-    variants = list(variants or VARIANTS)
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad:
-        raise UserError(f"unknown variant(s) {bad}; known variants: {', '.join(VARIANTS)}.")
+    variants = check_variants(env, variants or variants_of(env))  # InvalidInputError (a UserError) names them
+    if is_mikasa(env):
+        batch_size = 1  # one simulator per process: each one costs ~8 s and a renderer
     loaded = load_comparable(checkpoints, device=device)
     results = []
     for variant in variants:
-        env_cfg = make_env_config(env, variant=variant)
-        for name, lp in loaded.items():
-            res = evaluate_in_env(lp, env_cfg, name=name, n_episodes=n_episodes, batch_size=batch_size,
-                                  seed=seed, device=device)
-            res.task, res.variant = env, variant
-            results.append(res)
-            if progress is not None:
-                progress(res)
+        env_cfg = env_config(env, variant)
+        shared = single_env(next(iter(loaded.values())), env_cfg, max(1, min(batch_size, n_episodes)))
+        try:  # one env per variant for every policy (a MIKASA simulator takes ~8 s to make)
+            for name, lp in loaded.items():
+                res = evaluate_in_env(lp, env_cfg, name=name, n_episodes=n_episodes, batch_size=batch_size,
+                                      seed=seed, device=device, env=shared)
+                res.task, res.variant = env, variant
+                results.append(res)
+                if progress is not None:
+                    progress(res)
+        finally:
+            shared.close()
     return {
         "env": env,
         "n_episodes": n_episodes,

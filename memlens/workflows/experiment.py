@@ -13,6 +13,7 @@ and a Markdown table `OUT/results.md`.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,36 @@ WARMUP_SEGMENTS = {"cue_recall": 9, "order": 7}
 STEPS = {"cue_recall": 1000, "order": 1000, "count": 1500}
 ENV_OF_TASK = {"cue_recall": "memlens_cue_recall", "order": "memlens_order", "count": "memlens_count"}
 STRIDE = 10  # frames between memory updates: the tiny policy's n_action_steps
+
+# MIKASA-Robo tasks (any env type of memlens.tasks.mikasa that is not itself a control): trained on the task
+# and, where there is one, its cue-visible control, recorded by the scripted expert on the same seeds (the
+# control is the same episodes with the cue left in view), and evaluated on both. RememberColor's cue lasts
+# 1-5 frames and its delay 1-5, so the go phase starts at frame 2-10 of a ~19-frame episode: memory advances
+# every 5 frames (the chunk executed before replanning) and K=3 segments reach back 10 frames, over the cue
+# of any sample that ends in the first half of go. SmolVLA pads state (25) and action (8) to 32.
+MIKASA_STRIDE = 5
+MIKASA_SEGMENTS = 3
+MIKASA_STEPS = 2000
+MIKASA_POLICY = {"max_state_dim": 32, "max_action_dim": 32, "chunk_size": 10, "n_action_steps": MIKASA_STRIDE,
+                 "mem_segment_stride": MIKASA_STRIDE}
+
+
+def is_mikasa(task: str) -> bool:
+    from memlens.tasks.catalog import is_mikasa as mikasa
+
+    return mikasa(task)
+
+
+def train_variants_of(task: str, cfg: "ExperimentConfig") -> tuple[str, ...]:
+    from memlens.tasks.catalog import variants_of
+
+    return variants_of(task) if is_mikasa(task) else cfg.train_variants[task]
+
+
+def eval_variants_of(task: str, cfg: "ExperimentConfig") -> tuple[str, ...]:
+    from memlens.tasks.catalog import variants_of
+
+    return variants_of(task) if is_mikasa(task) else cfg.eval_variants
 
 
 def segments_needed(task: str, variants) -> int:
@@ -69,6 +100,8 @@ class ExperimentConfig:
     warmup_steps: int = 1500
     warmup_segments: dict[str, int] = field(default_factory=lambda: dict(WARMUP_SEGMENTS))
     batch_size: int = 16
+    mikasa_episodes: int = 100  # expert episodes per MIKASA variant (cue, control)
+    mikasa_batch_size: int = 8
     lr: float = 3e-4
     n_eval_episodes: int = 50
     seed: int = 0
@@ -77,7 +110,8 @@ class ExperimentConfig:
 
 
 def record_training_data(task: str, variants, cfg: ExperimentConfig, out: Path, name: str = "train") -> Path:
-    """One expert dataset per variant (seed `cfg.seed + 10000 * position`), merged into `out/<task>/<name>`."""
+    """One expert dataset per variant (seed `cfg.seed + 10000 * position`; MIKASA: `cfg.seed` for every variant,
+    so its control replays the task's episodes with the cue in view), merged into `out/<task>/<name>`."""
     from lerobot.datasets.aggregate import aggregate_datasets
 
     from memlens.tasks.record import record_dataset
@@ -87,9 +121,17 @@ def record_training_data(task: str, variants, cfg: ExperimentConfig, out: Path, 
         return merged
     parts, ids = [], []
     for i, variant in enumerate(variants):
-        seed = cfg.seed + 10_000 * i
+        seed = cfg.seed if is_mikasa(task) else cfg.seed + 10_000 * i
         root = out / task / "parts" / f"{variant}-seed{seed}"
-        if not (root / "meta" / "info.json").is_file():
+        if (root / "meta" / "info.json").is_file():
+            pass
+        elif is_mikasa(task):
+            from memlens.tasks.catalog import env_config
+            from memlens.tasks.mikasa import record_mikasa_dataset
+
+            record_mikasa_dataset(env_config(task, variant).type, root=root, repo_id=f"local/{task}_{variant}_{seed}",
+                                  n_episodes=cfg.mikasa_episodes, seed=seed, progress=False)
+        else:
             record_dataset(root=root, repo_id=f"local/{task}_{variant}_{seed}", task=task, variant=variant,
                            n_episodes=cfg.episodes_per_variant, seed=seed, progress=False)
         parts.append(root)
@@ -99,11 +141,17 @@ def record_training_data(task: str, variants, cfg: ExperimentConfig, out: Path, 
 
 
 def segments_of(task: str, cfg: ExperimentConfig) -> int:
-    return (cfg.n_mem_segments or {}).get(task) or segments_needed(task, cfg.train_variants[task])
+    default = MIKASA_SEGMENTS if is_mikasa(task) else None
+    return (cfg.n_mem_segments or {}).get(task) or default or segments_needed(task, cfg.train_variants[task])
+
+
+def steps_of(task: str, cfg: ExperimentConfig) -> int:
+    return cfg.steps.get(task) or (MIKASA_STEPS if is_mikasa(task) else STEPS[task])
 
 
 def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tokens: int, segments: int,
-                 steps: int, init: Path | None = None) -> Path:
+                 steps: int, init: Path | None = None, policy: dict | None = None,
+                 batch_size: int | None = None) -> Path:
     """Train (or reuse) one policy; `init` continues from a checkpoint (fresh optimizer and schedule)."""
     from memlens.workflows.train import continue_train_args, run_lerobot_train, tiny_train_args
 
@@ -111,19 +159,23 @@ def train_policy(dataset: Path, out: Path, cfg: ExperimentConfig, *, num_mem_tok
     if (ckpt / "model.safetensors").is_file():
         return ckpt
     if init is None:
-        args = tiny_train_args(dataset_root=dataset, output_dir=out, steps=steps, batch_size=cfg.batch_size,
-                               num_mem_tokens=num_mem_tokens, n_mem_segments=segments, optimizer_lr=cfg.lr)
+        args = tiny_train_args(dataset_root=dataset, output_dir=out, steps=steps, batch_size=batch_size or cfg.batch_size,
+                               num_mem_tokens=num_mem_tokens, n_mem_segments=segments, optimizer_lr=cfg.lr,
+                               **(policy or {}))
     else:
         args = continue_train_args(init, dataset_root=dataset, output_dir=out, steps=steps,
-                                   batch_size=cfg.batch_size, n_mem_segments=segments, optimizer_lr=cfg.lr)
+                                   batch_size=batch_size or cfg.batch_size, n_mem_segments=segments,
+                                   optimizer_lr=cfg.lr)
     run_lerobot_train([*args, f"--seed={cfg.seed}", *cfg.extra_policy_args])
     return ckpt
 
 
 def train_task(task: str, cfg: ExperimentConfig, out: Path, console: Console) -> dict[str, Path]:
     """Both policies of one task, through the warm-up stage first when the task has one."""
-    warmup = cfg.warmup_variants.get(task)
-    final_data = record_training_data(task, cfg.train_variants[task], cfg, out)
+    warmup = None if is_mikasa(task) else cfg.warmup_variants.get(task)
+    variants = train_variants_of(task, cfg)
+    final_data = record_training_data(task, variants, cfg, out)
+    extra = {"policy": MIKASA_POLICY, "batch_size": cfg.mikasa_batch_size} if is_mikasa(task) else {}
     warm_data = record_training_data(task, warmup, cfg, out, "train_warmup") if warmup else None
     k = segments_of(task, cfg)
     ckpts = {}
@@ -134,22 +186,24 @@ def train_task(task: str, cfg: ExperimentConfig, out: Path, console: Console) ->
                          f"K={cfg.warmup_segments[task]}, {cfg.warmup_steps} steps)")
             init = train_policy(warm_data, out / task / f"{name}_warmup", cfg, num_mem_tokens=m,
                                 segments=cfg.warmup_segments[task], steps=cfg.warmup_steps)
-        console.rule(f"{task}: train {name} on {', '.join(cfg.train_variants[task])} (num_mem_tokens={m}, "
-                     f"K={k}, {cfg.steps[task]} steps{', from the warm-up' if init else ''})")
+        console.rule(f"{task}: train {name} on {', '.join(variants)} (num_mem_tokens={m}, "
+                     f"K={k}, {steps_of(task, cfg)} steps{', from the warm-up' if init else ''})")
         ckpts[name] = train_policy(final_data, out / task / name, cfg, num_mem_tokens=m, segments=k,
-                                   steps=cfg.steps[task], init=init)
+                                   steps=steps_of(task, cfg), init=init, **extra)
     return {"baseline": ckpts["baseline"], "memory": ckpts["memory"]}
 
 
-def cached_results(path: Path, ckpts: dict[str, Path], cfg: ExperimentConfig) -> dict | None:
-    """A finished evaluation of these checkpoints with these settings, written after both were trained."""
+def cached_results(path: Path, ckpts: dict[str, Path], cfg: ExperimentConfig, variants=None) -> dict | None:
+    """A finished evaluation of these checkpoints with these settings (on `variants`, default
+    `cfg.eval_variants`), written after both were trained."""
+    variants = cfg.eval_variants if variants is None else variants
     if not path.is_file():
         return None
     try:
         results = json.loads(path.read_text())
         same = (results["n_episodes"] == cfg.n_eval_episodes and results["seed"] == cfg.eval_seed
                 and {n: p["path"] for n, p in results["policies"].items()} == {n: str(c) for n, c in ckpts.items()}
-                and {r["variant"] for r in results["results"]} == set(cfg.eval_variants))
+                and {r["variant"] for r in results["results"]} == set(variants))
     except (ValueError, KeyError, TypeError):
         return None
     weights = [Path(c) / "model.safetensors" for c in ckpts.values()]
@@ -163,21 +217,22 @@ def run_experiment(out: Path, cfg: ExperimentConfig | None = None, console: Cons
     from memlens.workflows.report import markdown_table, print_comparison
 
     cfg = cfg or ExperimentConfig()
-    console = console or Console()
+    console = console or (Console() if sys.stdout.isatty() else Console(width=160))  # piped: every column whole
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     tables, all_results = [], {}
     for task in cfg.tasks:
-        console.rule(f"{task}: data ({', '.join(cfg.train_variants[task])}, {cfg.episodes_per_variant} episodes each)")
+        per = cfg.mikasa_episodes if is_mikasa(task) else cfg.episodes_per_variant
+        console.rule(f"{task}: data ({', '.join(train_variants_of(task, cfg))}, {per} episodes each)")
         ckpts = train_task(task, cfg, out, console)
-        console.rule(f"{task}: evaluate on {', '.join(cfg.eval_variants)} ({cfg.n_eval_episodes} episodes each)")
+        variants = eval_variants_of(task, cfg)
+        console.rule(f"{task}: evaluate on {', '.join(variants)} ({cfg.n_eval_episodes} episodes each)")
         path = out / task / "evaluation_results.json"
-        results = cached_results(path, ckpts, cfg)
+        results = cached_results(path, ckpts, cfg, variants)
         if results is None:
-            results = compare_in_env({k: str(v) for k, v in ckpts.items()}, ENV_OF_TASK[task],
-                                     variants=list(cfg.eval_variants), n_episodes=cfg.n_eval_episodes,
-                                     seed=cfg.eval_seed)
+            results = compare_in_env({k: str(v) for k, v in ckpts.items()}, ENV_OF_TASK.get(task, task),
+                                     variants=list(variants), n_episodes=cfg.n_eval_episodes, seed=cfg.eval_seed)
             write_results(results, path)
         else:
             console.print(f"reusing {path} (newer than both checkpoints, same episodes and variants)")

@@ -1,0 +1,117 @@
+"""Every env type memlens can evaluate, capture and intervene on, with its variants, in one place.
+
+Two families: memlens's own worlds (``memlens_cue_recall``, ``memlens_order``, ``memlens_count``; variants are
+delay presets and ``control``, :mod:`memlens.tasks.envs`) and MIKASA-Robo (:mod:`memlens.tasks.mikasa`;
+variants ``cue``, the task itself, and ``control``, its cue-visible twin where one exists, so
+``env_config("mikasa_remember_color3", "control")`` is ``mikasa_remember_color3_visible``). Importing this
+module does not import MIKASA.
+"""
+
+from __future__ import annotations
+
+from memlens.errors import InvalidInputError
+
+MIKASA_VARIANTS = ("cue", "control")
+
+
+def _mikasa():
+    from memlens.tasks import mikasa
+
+    return mikasa
+
+
+def is_mikasa(name: str) -> bool:
+    return name in _mikasa().TASKS
+
+
+def env_names() -> list[str]:
+    """The env types: memlens's worlds, then MIKASA-Robo's tasks (controls are a variant of their task)."""
+    from memlens.tasks.envs import KNOWN_ENVS
+
+    return [*KNOWN_ENVS, *(n for n, t in _mikasa().TASKS.items() if not t.control)]
+
+
+def variants_of(name: str) -> tuple[str, ...]:
+    """The variants `name` takes (its first is the default)."""
+    check_env(name)
+    if is_mikasa(name):
+        return MIKASA_VARIANTS if f"{name}_visible" in _mikasa().TASKS else ("cue",)
+    from memlens.tasks.worlds import VARIANTS
+
+    return VARIANTS
+
+
+def check_env(name: str) -> None:
+    from memlens.tasks.envs import KNOWN_ENVS
+
+    if name not in KNOWN_ENVS and not is_mikasa(name):
+        raise InvalidInputError(f"unknown env {name!r}: expected one of {', '.join(env_names())}. Use one of those.")
+
+
+def check_variants(name: str, variants) -> list[str]:
+    known = variants_of(name)
+    bad = [v for v in variants if v not in known]
+    if bad:
+        raise InvalidInputError(f"unknown variant(s) {bad} of env {name}: it has {', '.join(known)}. Use those.")
+    return list(variants)
+
+
+def env_config(name: str, variant: str | None = None):
+    """The LeRobot env config of `name` in `variant` (None: the default variant)."""
+    variant = variant or variants_of(name)[0]
+    check_variants(name, [variant])
+    if is_mikasa(name):
+        return _mikasa().make_env_config(f"{name}_visible" if variant == "control" else name)
+    from memlens.tasks.envs import make_env_config
+
+    return make_env_config(name, variant=variant)
+
+
+def variant_of_config(env_cfg) -> str:
+    """The variant an env config was made for (`env_config`'s inverse)."""
+    if is_mikasa(getattr(env_cfg, "type", "")):
+        return "control" if _mikasa().TASKS[env_cfg.type].control else "cue"
+    return getattr(env_cfg, "variant", "")
+
+
+def task_of_config(env_cfg) -> str:
+    """The env name an env config belongs to (a MIKASA control maps to its task)."""
+    name = env_cfg.type
+    return name.removesuffix("_visible") if is_mikasa(name) else name
+
+
+# ---- labels of live episodes -------------------------------------------------------------------------------
+
+_CONSTANT_WORLD_LABELS = ("n_targets", "delay_steps")  # settings of a memlens variant, not of an episode
+
+
+def label_keys(env_cfg) -> list[str]:
+    """The per-episode labels a live capture of `env_cfg` stores per frame (besides `phase`)."""
+    if is_mikasa(env_cfg.type):
+        spec = _mikasa().TASKS[env_cfg.type]
+        return ["cue"] if spec.n_targets == 1 else [f"cue_{i}" for i in range(spec.n_targets)]
+    from memlens.tasks.worlds import MemoryWorld
+
+    return [k for k in MemoryWorld(env_cfg._spec).labels if k not in _CONSTANT_WORLD_LABELS]
+
+
+def episode_labels(env_cfg, sub_env, seed: int, length: int) -> tuple[dict[str, int], list[int]]:
+    """(the episode's labels, the phase of each of its `length` frames) of the episode `sub_env` (one env of
+    lerobot's vector env) just played from `seed`: memlens's worlds replay the seed, MIKASA's simulator is
+    read (the episode it holds must still be that one: one env per vector env, read before the next reset)."""
+    if is_mikasa(env_cfg.type):
+        labels = _mikasa().labels(sub_env)
+        labels.pop("phase")
+        labels.pop("touched", None)
+        cue, delay = labels["cue_steps"], labels["delay_steps"]
+        return labels, [0 if t < cue else 1 if t < cue + delay else 2 for t in range(length)]
+    from memlens.tasks.worlds import MemoryWorld
+
+    spec = sub_env.unwrapped.task_spec
+    world = MemoryWorld(env_cfg._spec)
+    world.reset(seed=seed)
+    return dict(world.labels), [spec.phase(t) for t in range(length)]
+
+
+def task_description(sub_env) -> str:
+    return sub_env.get_wrapper_attr("task_description")
