@@ -7,7 +7,8 @@ each out with ``bench/bench_mikasa.py policy`` (success, TCP reach of the target
 per-episode cost) at ``n_action_steps`` 10 (open loop over the chunk, the tiny default) and 1 (closed loop).
 Settings (``--settings``): ``frozen`` (the tiny default: the random VLM frozen, the action expert and state
 projection trained), ``trained_vlm`` (the VLM's vision and text layers trained too), ``half_data`` (frozen,
-the first half of the episodes). Results: one JSON line per run and evaluation in ``OUT/results.jsonl``.
+the first half of the episodes), ``tiny128`` (frozen, the 128-px tiny VLM: MIKASA's frames at full
+resolution instead of resized to 64 px, the same 16 tokens per camera). Results: one JSON line per run and evaluation in ``OUT/results.jsonl``.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/mikasa_sweep.py --dataset artifacts/mikasa/rc3_visible \\
         --out artifacts/mikasa/sweep --steps 4000 --episodes 20
@@ -26,18 +27,25 @@ SETTINGS = {
     "frozen": {},
     "trained_vlm": {"freeze_vision_encoder": False, "train_expert_only": False},
     "half_data": {},
+    "tiny128": {},
 }
 
 
 def train(name: str, dataset: Path, out: Path, steps: int, batch_size: int) -> tuple[Path, float]:
+    from memlens.models.vlm_builder import install_vlm, tiny128_smolvla_kwargs
     from memlens.workflows.train import tiny_train_args
 
     run = out / name
     ckpt = run / "checkpoints" / "last" / "pretrained_model"
     if (ckpt / "model.safetensors").is_file():
         return ckpt, float("nan")
+    settings = dict(SETTINGS[name])
+    if name == "tiny128":
+        install_vlm("tiny128")
+        kwargs = tiny128_smolvla_kwargs()
+        settings.update(vlm_model_name=kwargs["vlm_model_name"], resize_imgs_with_padding=kwargs["resize_imgs_with_padding"])
     args = tiny_train_args(dataset_root=dataset, output_dir=run, steps=steps, batch_size=batch_size,
-                           num_mem_tokens=0, max_state_dim=32, max_action_dim=32, **SETTINGS[name])
+                           num_mem_tokens=0, max_state_dim=32, max_action_dim=32, **settings)
     if name == "half_data":
         episodes = json.loads((dataset / "meta" / "info.json").read_text())["total_episodes"]
         args.append(f"--dataset.episodes=[{','.join(str(i) for i in range(episodes // 2))}]")

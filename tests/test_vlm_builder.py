@@ -95,6 +95,24 @@ def test_tiny_config_has_the_documented_shapes_and_sixteen_image_tokens():
     assert config.image_token_id == build_tokenizer().image_token_id
 
 
+def test_the_128_px_tiny_vlm_embeds_a_full_mikasa_frame_into_the_same_sixteen_tokens(tmp_path):
+    import json as _json
+
+    from memlens.models.vlm_builder import tiny128_smolvla_kwargs, tiny128_vlm_config
+
+    config = tiny128_vlm_config()
+    assert config.vision_config.image_size == 128 and config.scale_factor == 4
+    assert (128 // config.vision_config.patch_size) ** 2 // config.scale_factor**2 == 16
+    assert tiny128_smolvla_kwargs()["resize_imgs_with_padding"] == (128, 128)
+    snapshot = install_vlm("tiny128", hf_home=tmp_path)
+    assert _json.loads((snapshot / "config.json").read_text())["vision_config"]["image_size"] == 128
+    from transformers import SmolVLMForConditionalGeneration
+
+    model = SmolVLMForConditionalGeneration(config).model
+    features = model.connector(model.vision_model(pixel_values=torch.rand(1, 3, 128, 128)).last_hidden_state)
+    assert features.shape == (1, 16, config.text_config.hidden_size)
+
+
 def test_full_size_config_has_the_smolvlm2_500m_shapes():
     config = full_size_vlm_config()
     text, vision = config.text_config, config.vision_config

@@ -11,6 +11,8 @@ id stay loadable when they move.
 Two kinds:
 
 * ``"tiny"`` (:data:`TINY_VLM_ID`): 64-px images, 16 image tokens per camera, text hidden 128.
+* ``"tiny128"`` (:data:`TINY128_VLM_ID`): the same at 128-px images (8-px patches, 16 tokens per camera
+  through a 4x4 pixel shuffle), for simulators that render small objects (MIKASA-Robo's 128-px cameras).
 * ``"full"`` (:data:`FULL_VLM_ID`): the SmolVLM2-500M-Video-Instruct shapes, typed from memory,
   not read from the Hub (512-px images, 64 image tokens per image, text hidden 960).
 
@@ -40,6 +42,7 @@ import tempfile
 from pathlib import Path
 
 TINY_VLM_ID = "memlens/tiny-smolvlm"
+TINY128_VLM_ID = "memlens/tiny-smolvlm-128"
 FULL_VLM_ID = "memlens/smolvlm2-500m-random"
 
 # Text the byte-level BPE is trained on: generic robot instructions and the words our tasks use.
@@ -170,6 +173,20 @@ def tiny_vlm_config(*, tokenizer=None):
     )
 
 
+def tiny128_vlm_config(*, tokenizer=None):
+    """``tiny_vlm_config`` at 128x128 images: 16x16=256 patches of 8 px, pixel shuffle ``scale_factor=4`` ->
+    the same 16 image tokens per camera, each from 4x4 patches; everything else identical."""
+    config = tiny_vlm_config(tokenizer=tokenizer)
+    config.vision_config.image_size = 128
+    config.scale_factor = 4
+    return config
+
+
+def tiny128_smolvla_kwargs() -> dict:
+    """``tiny_smolvla_kwargs`` for the 128-px tiny VLM."""
+    return {**tiny_smolvla_kwargs(), "vlm_model_name": TINY128_VLM_ID, "resize_imgs_with_padding": (128, 128)}
+
+
 def full_size_vlm_config(*, tokenizer=None):
     """The SmolVLM2-500M-Video-Instruct architecture (~450M parameters with 16 text layers kept).
 
@@ -216,7 +233,8 @@ def build_processor(config, *, tokenizer=None):
     )
 
 
-_KINDS = {"tiny": (TINY_VLM_ID, tiny_vlm_config), "full": (FULL_VLM_ID, full_size_vlm_config)}
+_KINDS = {"tiny": (TINY_VLM_ID, tiny_vlm_config), "tiny128": (TINY128_VLM_ID, tiny128_vlm_config),
+          "full": (FULL_VLM_ID, full_size_vlm_config)}
 
 
 def _revision(directory: Path) -> str:
