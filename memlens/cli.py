@@ -41,13 +41,13 @@ def build_models(
     full_size: bool = typer.Option(False, "--full-size", help="Also install the full-size SmolVLM2-500M architecture (random weights)."),
     hf_home: Path = typer.Option(None, help="Hub cache root (default: $HF_HOME or ~/.cache/huggingface)."),
 ):
-    """Install the local SmolVLM backbones into the Hub cache, so nothing needs the Hub.
+    """Install the local SmolVLM backbones (tiny at 64 and 128 px) into the Hub cache, so nothing needs the Hub.
 
     Example:  memlens build-models --full-size
     """
     from memlens.models import install_vlm
 
-    for kind in ["tiny"] + (["full"] if full_size else []):
+    for kind in ["tiny", "tiny128"] + (["full"] if full_size else []):
         typer.echo(f"{kind}: {install_vlm(kind, hf_home=hf_home)}")
 
 
