@@ -9,6 +9,7 @@ labels (the cue) are known and stored like a dataset's.
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -32,8 +33,8 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
     `out`. What is recorded: `config` (a `CaptureConfig`) or its fields as keyword options; full attention
     maps are a dataset capture's option."""
     from memlens.store import TraceStore
-    from memlens.tasks.catalog import (env_config, episode_labels, is_mikasa, label_keys, task_description,
-                                       variant_of_config)
+    from memlens.tasks.catalog import (env_config, is_mikasa, label_keys, task_description, variant_of_config,
+                                       watch_episode)
 
     config = CaptureConfig.of(config, options)
     if config.full_attention:
@@ -63,12 +64,13 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
         for start in range(0, len(todo), env.env.num_envs):
             group = todo[start : start + env.env.num_envs]
             seeds = [seed + e for e in group] + [seed + group[-1]] * (env.env.num_envs - len(group))
-            with config.hooks(loaded.policy) as hooks:
+            with config.hooks(loaded.policy) as hooks, ExitStack() as watching:
+                labels_of = [watching.enter_context(watch_episode(env_cfg, sub)) for sub in env.env.envs]
                 data = rollout(loaded, env, seeds)
             for b, ep in enumerate(group):
                 length = episode_length(data["done"][b])
                 n_updates = math.ceil(length / cfg.n_action_steps)
-                labels, phases = episode_labels(env_cfg, env.env.envs[b], seeds[b], length)
+                labels, phases = labels_of[b](seeds[b], length)
                 arrays = {
                     "frame/index": np.arange(length, dtype=np.int32),
                     "frame/timestamp": (np.arange(length) / env_cfg.fps).astype(np.float32),

@@ -9,6 +9,8 @@ module does not import MIKASA.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from memlens.errors import InvalidInputError
 
 MIKASA_VARIANTS = ("cue", "control")
@@ -95,22 +97,32 @@ def label_keys(env_cfg) -> list[str]:
     return [k for k in MemoryWorld(env_cfg._spec).labels if k not in _CONSTANT_WORLD_LABELS]
 
 
-def episode_labels(env_cfg, sub_env, seed: int, length: int) -> tuple[dict[str, int], list[int]]:
-    """(the episode's labels, the phase of each of its `length` frames) of the episode `sub_env` (one env of
-    lerobot's vector env) just played from `seed`: memlens's worlds replay the seed, MIKASA's simulator is
-    read (the episode it holds must still be that one: one env per vector env, read before the next reset)."""
+@contextmanager
+def watch_episode(env_cfg, sub_env):
+    """Around one rollout of `sub_env` (one env of lerobot's vector env): yields `labels_of(seed, length)`, which
+    after the rollout gives (the episode's labels, the phase of each of its `length` frames). memlens's worlds
+    replay the seed; MIKASA's labels are read from the simulator right after the rollout's reset (lerobot's
+    vector env resets an env in the step that ends its episode, so afterwards it holds the next one)."""
     if is_mikasa(env_cfg.type):
-        labels = _mikasa().labels(sub_env)
-        labels.pop("phase")
-        labels.pop("touched", None)
-        cue, delay = labels["cue_steps"], labels["delay_steps"]
-        return labels, [0 if t < cue else 1 if t < cue + delay else 2 for t in range(length)]
+        with _mikasa().ReachTracker(sub_env) as tracker:
+            def labels_of(seed: int, length: int):
+                labels = dict(tracker.episodes[0]["labels"])
+                labels.pop("phase")
+                labels.pop("touched", None)
+                cue, delay = labels["cue_steps"], labels["delay_steps"]
+                return labels, [0 if t < cue else 1 if t < cue + delay else 2 for t in range(length)]
+
+            yield labels_of
+        return
     from memlens.tasks.worlds import MemoryWorld
 
-    spec = sub_env.unwrapped.task_spec
-    world = MemoryWorld(env_cfg._spec)
-    world.reset(seed=seed)
-    return dict(world.labels), [spec.phase(t) for t in range(length)]
+    def world_labels(seed: int, length: int):
+        spec = sub_env.unwrapped.task_spec
+        world = MemoryWorld(env_cfg._spec)
+        world.reset(seed=seed)
+        return dict(world.labels), [spec.phase(t) for t in range(length)]
+
+    yield world_labels
 
 
 def task_description(sub_env) -> str:

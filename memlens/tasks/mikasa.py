@@ -261,10 +261,12 @@ def cue_of_seed(env: LeRobotGymEnv, seed: int) -> int:
 
 
 class ReachTracker:
-    """Watches one env of lerobot's vector env while it steps: per episode (from each reset on), the first cube
-    (colour index) the TCP came within `TOUCH_RADIUS` of once the cubes were back (`reached`, None if none).
-    Use as a context manager around a rollout; ``episodes[0]`` is the episode the rollout played (later
-    entries come from the vector env's autoreset)."""
+    """Watches one env of lerobot's vector env while it steps: per episode (from each reset on), its labels as
+    the reset left them (`labels`: cue, cue_steps, delay_steps) and the first cube (colour index) the TCP came
+    within `TOUCH_RADIUS` of once the cubes were back (`reached`, None if none). Use as a context manager around
+    a rollout; ``episodes[0]`` is the episode the rollout played. lerobot's vector env resets an env in the
+    same step that ends its episode (gymnasium's `AutoresetMode.SAME_STEP`), so after a rollout the simulator
+    already holds the next episode: read an episode's labels here, not from the env afterwards."""
 
     def __init__(self, env: LeRobotGymEnv):
         self.env, self.episodes = env, []
@@ -282,7 +284,7 @@ class ReachTracker:
 
     def _reset(self, *args, **kwargs):
         out = self._inner[0](*args, **kwargs)
-        self.episodes.append({"reached": None})
+        self.episodes.append({"reached": None, "labels": labels(self.env)})
         return out
 
     def _step(self, action):
