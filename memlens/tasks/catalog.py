@@ -76,12 +76,6 @@ def variant_of_config(env_cfg) -> str:
     return getattr(env_cfg, "variant", "")
 
 
-def task_of_config(env_cfg) -> str:
-    """The env name an env config belongs to (a MIKASA control maps to its task)."""
-    name = env_cfg.type
-    return name.removesuffix("_visible") if is_mikasa(name) else name
-
-
 # ---- labels of live episodes -------------------------------------------------------------------------------
 
 _CONSTANT_WORLD_LABELS = ("n_targets", "delay_steps")  # settings of a memlens variant, not of an episode

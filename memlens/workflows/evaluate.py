@@ -80,28 +80,21 @@ def load_comparable(checkpoints: dict[str, str], *, device: str) -> dict[str, Lo
     return loaded
 
 
-def evaluate_in_env(loaded: LoadedPolicy, env_cfg, *, name: str, n_episodes: int, batch_size: int,
-                    seed: int, device: str = "cpu", env: SingleEnv | None = None) -> PolicyResult:
-    """lerobot's `eval_policy` on `n_episodes` seeded episodes, with timing and peak memory. `env` reuses an
-    open env of `env_cfg` (its processors are rebuilt for this policy; the caller closes it)."""
+def evaluate_in_env(loaded: LoadedPolicy, env_cfg, env: SingleEnv, *, name: str, n_episodes: int, seed: int,
+                    device: str = "cpu") -> PolicyResult:
+    """lerobot's `eval_policy` on `n_episodes` seeded episodes of `env` (an open env of `env_cfg`, e.g. from
+    `single_env`; its processors are rebuilt for this policy, and the caller closes it), with timing and peak
+    memory."""
     from lerobot.envs.factory import make_env_pre_post_processors
     from lerobot.scripts.lerobot_eval import eval_policy
 
-    own = env is None
-    if own:
-        env = single_env(loaded, env_cfg, max(1, min(batch_size, n_episodes)))
-    else:
-        check_policy_matches_env(loaded, env_cfg)
-        env = SingleEnv(env.env, *make_env_pre_post_processors(env_cfg, loaded.config))
+    check_policy_matches_env(loaded, env_cfg)
+    env = SingleEnv(env.env, *make_env_pre_post_processors(env_cfg, loaded.config))
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    try:
-        with torch.no_grad(), quiet_progress(), ActionTimer(loaded.policy) as timer:
-            info = eval_policy(env.env, loaded.policy, env.pre, env.post, loaded.preprocessor, loaded.postprocessor,
-                               n_episodes=n_episodes, start_seed=seed)
-    finally:
-        if own:
-            env.close()
+    with torch.no_grad(), quiet_progress(), ActionTimer(loaded.policy) as timer:
+        info = eval_policy(env.env, loaded.policy, env.pre, env.post, loaded.preprocessor, loaded.postprocessor,
+                           n_episodes=n_episodes, start_seed=seed)
     successes = [bool(e["success"]) for e in info["per_episode"]]
     peak, kind = _peak_memory_mb(device)
     calls = np.asarray(timer.calls) if timer.calls else np.asarray([float("nan")])
@@ -141,8 +134,8 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
         shared = single_env(next(iter(loaded.values())), env_cfg, max(1, min(batch_size, n_episodes)))
         try:  # one env per variant for every policy (a MIKASA simulator takes ~8 s to make)
             for name, lp in loaded.items():
-                res = evaluate_in_env(lp, env_cfg, name=name, n_episodes=n_episodes, batch_size=batch_size,
-                                      seed=seed, device=device, env=shared)
+                res = evaluate_in_env(lp, env_cfg, shared, name=name, n_episodes=n_episodes, seed=seed,
+                                      device=device)
                 res.task, res.variant = env, variant
                 results.append(res)
                 if progress is not None:

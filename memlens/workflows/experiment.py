@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from memlens.tasks.catalog import is_mikasa, variants_of
 from memlens.tasks.worlds import VARIANTS
 
 # What each task trains on. Cue recall includes `long` (10 chunks of delay) so the goal variant is
@@ -55,21 +56,11 @@ MIKASA_POLICY = {"max_state_dim": 32, "max_action_dim": 32, "chunk_size": 10, "n
                  "mem_segment_stride": MIKASA_STRIDE}
 
 
-def is_mikasa(task: str) -> bool:
-    from memlens.tasks.catalog import is_mikasa as mikasa
-
-    return mikasa(task)
-
-
 def train_variants_of(task: str, cfg: "ExperimentConfig") -> tuple[str, ...]:
-    from memlens.tasks.catalog import variants_of
-
     return variants_of(task) if is_mikasa(task) else cfg.train_variants[task]
 
 
 def eval_variants_of(task: str, cfg: "ExperimentConfig") -> tuple[str, ...]:
-    from memlens.tasks.catalog import variants_of
-
     return variants_of(task) if is_mikasa(task) else cfg.eval_variants
 
 
