@@ -16,3 +16,8 @@ if "lerobot.rollout.inference.factory" in sys.modules:  # lerobot-rollout: RTC w
     from memlens.deploy.rtc import install_in_lerobot_factory
 
     install_in_lerobot_factory()
+
+if "lerobot.scripts.lerobot_train" in sys.modules:  # lerobot-train: micro-batches (`--policy.batch_chunk`)
+    from memlens.workflows.train_step import install as install_train_step
+
+    install_train_step()

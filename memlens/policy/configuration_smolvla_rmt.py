@@ -47,6 +47,16 @@ class SmolVLARMTConfig(SmolVLAConfig):
     n_mem_segments: int | None = None
     mem_segment_stride: int | None = None
     mem_bptt_segments: int | None = None
+    # Activation memory bounded in K: recompute each segment's activations in the backward pass
+    # (`torch.utils.checkpoint` per segment) instead of keeping all K segments' activations. Same
+    # gradients; peak training memory about that of one segment, for roughly one extra forward pass.
+    mem_checkpoint_segments: bool = False
+
+    # Gradient accumulation (training only, see memlens/workflows/train_step.py): split every training
+    # batch into this many micro-batches, one forward/backward each, one optimiser step per batch. The
+    # update equals the whole batch's; activation memory is one micro-batch's. `memlens train
+    # --batch_size=2 --batch_chunk=2` is `lerobot-train --batch_size=4 --policy.batch_chunk=2`.
+    batch_chunk: int = 1
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,6 +90,10 @@ class SmolVLARMTConfig(SmolVLAConfig):
             raise ValueError(
                 f"`mem_bptt_segments` (truncated BPTT depth) must be an integer from 1 to "
                 f"`n_mem_segments`={self.n_mem_segments}, got {self.mem_bptt_segments!r}."
+            )
+        if not isinstance(self.batch_chunk, int) or self.batch_chunk < 1:
+            raise ValueError(
+                f"`batch_chunk` (micro-batches per optimiser step) must be an integer >= 1, got {self.batch_chunk!r}."
             )
         if self.num_mem_tokens > 0 and self.mem_segment_stride % self.n_action_steps:
             raise ValueError(
@@ -116,6 +130,21 @@ class SmolVLARMTConfig(SmolVLAConfig):
                         f"--policy.{name}={max(32, width)} (or more), or use a dataset whose {kind} has at most "
                         f"{limit} values."
                     )
+
+    def training_notices(self) -> list[str]:
+        """The lines said once when training starts: a K the user did not choose, an option that does nothing."""
+        notices = [n for n in (self.training_notice(),) if n]
+        if self.mem_checkpoint_segments and self.n_mem_segments == 1:
+            notices.append(
+                "memlens: mem_checkpoint_segments=true with n_mem_segments=1: there is one segment, whose activations "
+                "the backward pass needs anyway, so nothing is recomputed; training runs without checkpointing."
+            )
+        return notices
+
+    @property
+    def checkpoints_segments(self) -> bool:
+        """Whether training recomputes segment activations in the backward pass (the option, with K > 1)."""
+        return self.mem_checkpoint_segments and self.n_mem_segments > 1
 
     def training_notice(self) -> str | None:
         """The one line said when training starts with a K the user did not choose, or None."""

@@ -36,6 +36,7 @@ import math
 from contextlib import contextmanager
 
 import torch
+import torch.utils.checkpoint
 from lerobot.policies.common.vla_utils import pad_vector
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy, VLAFlowMatching
@@ -305,14 +306,25 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
     def forward(self, batch: dict[str, Tensor], noise=None, time=None, reduction: str = "mean"):
         """Training loss. K=1 without memory is exactly SmolVLA; otherwise memory is unrolled through
         the K segments of each sample (observations `[B, K, ...]`, actions `[B, (K-1)*stride + chunk, A]`)."""
-        if not self.config.uses_memory and self.config.n_mem_segments == 1:
-            return super().forward(batch, noise=noise, time=time, reduction=reduction)
         if self.training and not self._said_training_notice:
             self._said_training_notice = True
-            notice = self.config.training_notice()
-            if notice:
+            for notice in self.config.training_notices():
                 logger.warning(notice)
+        if not self.config.uses_memory and self.config.n_mem_segments == 1:
+            return super().forward(batch, noise=_at(noise, 0), time=_at(time, 0), reduction=reduction)
         return self._forward_segments(batch, noise=noise, time=time, reduction=reduction)
+
+    def flow_noise(self, batch_size: int, device) -> tuple[list[Tensor], list[Tensor]]:
+        """The flow-matching noise `[B, chunk, max_action_dim]` and time `[B]` of each of the K segments, drawn
+        from the global RNG in the order lerobot's `forward` would draw them segment by segment. Drawn once
+        for a whole batch and sliced, they make micro-batches and processes see exactly the big batch's draws
+        (`workflows/train_step.py`); `forward(batch, noise=list, time=list)` takes them per segment."""
+        cfg = self.config
+        noises, times = [], []
+        for _ in range(cfg.n_mem_segments):
+            noises.append(self.model.sample_noise((batch_size, cfg.chunk_size, cfg.max_action_dim), device))
+            times.append(self.model.sample_time(batch_size, device))
+        return noises, times
 
     def _segment_views(self, batch: dict[str, Tensor]):
         """Split a batch into K per-segment batches; yields (segment batch, valid [B], actions, action pad).
@@ -362,9 +374,25 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
             seg_act_pad = None if act_pad is None else act_pad[:, lo : lo + cfg.chunk_size]
             yield seg, valid, seg_actions, seg_act_pad
 
+    def loss_elements(self, batch: dict[str, Tensor]) -> Tensor:
+        """`[B]` number of loss elements each sample contributes to `forward`'s mean (valid segments x
+        unpadded action steps x action dim): the weights that make micro-batch losses add up to the batch's."""
+        total = None
+        action_dim = self.config.action_feature.shape[0]
+        for _, valid, seg_actions, seg_act_pad in self._segment_views(batch):
+            weight = valid[:, None].expand(-1, seg_actions.shape[1])
+            if seg_act_pad is not None:
+                weight = weight & ~seg_act_pad
+            count = weight.sum(dim=1) * action_dim
+            total = count if total is None else total + count
+        return total
+
     def _forward_segments(self, batch, noise=None, time=None, reduction="mean"):
         cfg = self.config
         lang_tokens, lang_masks = batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK]
+        if noise is None and time is None:  # drawn up front, so a recomputed (checkpointed) segment sees the same
+            noise, time = self.flow_noise(batch[ACTION].shape[0], batch[ACTION].device)
+        checkpointed = cfg.checkpoints_segments and torch.is_grad_enabled()
         action_dim = cfg.action_feature.shape[0]
         mem, history = None, None
         per_sample_sum = per_sample_count = None
@@ -379,10 +407,13 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
                 elif i % cfg.mem_bptt_segments == 0:  # truncated BPTT: no gradient flows past this point
                     mem = mem.detach()
                     history = None if history is None else ([(k.detach(), v.detach()) for k, v in history[0]], history[1])
-                losses, mem_new, new_history = self.model.forward_segment(
-                    images, img_masks, lang_tokens, lang_masks, state, actions, mem,
-                    noise=noise, time=time, kv_history=history,
-                )
+                args = (images, img_masks, lang_tokens, lang_masks, state, actions, mem)
+                kwargs = dict(noise=_at(noise, i), time=_at(time, i), kv_history=history)
+                if checkpointed:  # keep only this segment's inputs and outputs; recompute the rest in backward
+                    losses, mem_new, new_history = torch.utils.checkpoint.checkpoint(
+                        self.model.forward_segment, *args, use_reentrant=False, **kwargs)
+                else:
+                    losses, mem_new, new_history = self.model.forward_segment(*args, **kwargs)
                 # Segments padded before the episode start leave memory (and history) unchanged.
                 mem = torch.where(valid[:, None, None], mem_new, mem)
                 if new_history is not None:
@@ -391,7 +422,8 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
                     else:
                         history = _merge_history(history, new_history, valid)
             else:
-                losses = self.model.forward(images, img_masks, lang_tokens, lang_masks, state, actions, noise, time)
+                losses = self.model.forward(images, img_masks, lang_tokens, lang_masks, state, actions,
+                                            _at(noise, i), _at(time, i))
             losses = losses[:, :, :action_dim]
             n_valid_segments += int(valid.sum())
             weight = valid[:, None].expand(-1, losses.shape[1])
@@ -409,6 +441,11 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
         loss = per_sample_sum.sum() / per_sample_count.sum().clamp_min(1)
         loss_dict["loss"] = loss.item()
         return loss, loss_dict
+
+
+def _at(value, i: int):
+    """Segment `i`'s noise/time: `value[i]` of a per-segment list, else the one tensor (or None) for all."""
+    return value[i] if isinstance(value, list | tuple) else value
 
 
 def _merge_history(old: KVHistory, new: KVHistory, valid: Tensor) -> KVHistory:

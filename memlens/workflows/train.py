@@ -57,11 +57,55 @@ def _validate_memory_args(args: list[str], memory_fields) -> None:
                         "for flags, and one of random/zeros/language for mem_init.") from exc
 
 
+def _drop_arg(args: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg.startswith(f"{name}="):
+            continue
+        elif arg == name and i + 1 < len(args):
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def _batch_chunk_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """The guide's `--batch_chunk=N` (gradient accumulation): N micro-batches of `--batch_size` per optimiser
+    step, i.e. lerobot-train `--batch_size=batch_size*N --policy.batch_chunk=N`."""
+    value = _arg_value(args, "--batch_chunk")
+    if value is None:
+        return args, []
+    if _arg_value(args, "--policy.batch_chunk") is not None:
+        raise UserError(
+            "both --batch_chunk and --policy.batch_chunk were given. --batch_chunk=N means N micro-batches of "
+            "--batch_size each (the guide's flag); --policy.batch_chunk=N splits lerobot's --batch_size into N. "
+            "Give one of them."
+        )
+    micro = _arg_value(args, "--batch_size") or "8"
+    try:
+        n, micro_size = int(value), int(micro)
+    except ValueError:
+        raise UserError(f"--batch_chunk and --batch_size must be integers, got --batch_chunk={value!r} and "
+                        f"--batch_size={micro!r}.") from None
+    if n < 1 or micro_size < 1:
+        raise UserError(f"--batch_chunk (micro-batches per optimiser step) and --batch_size (rows per micro-batch) "
+                        f"must be at least 1, got --batch_chunk={n} and --batch_size={micro_size}.")
+    args = _drop_arg(_drop_arg(args, "--batch_chunk"), "--batch_size")
+    args = [*args, f"--batch_size={micro_size * n}", f"--policy.batch_chunk={n}"]
+    note = (f"gradient accumulation: {n} micro-batches of {micro_size} per optimiser step (the update of batch size "
+            f"{micro_size * n}; lerobot-train logs that batch size).")
+    return args, [note] if n > 1 else []
+
+
 def prepare_args(args: list[str]) -> tuple[list[str], list[str]]:
     """Return (lerobot-train arguments, notes for the user)."""
     from memlens.policy.finetune import MEMORY_FIELDS, as_memory_checkpoint, checkpoint_type, resolve_checkpoint_dir
 
     notes = []
+    args, chunk_notes = _batch_chunk_args(args)
+    notes.extend(chunk_notes)
     _validate_memory_args(args, MEMORY_FIELDS)
     if _arg_value(args, "--policy.push_to_hub") is None:
         args = [*args, "--policy.push_to_hub=false"]
@@ -88,6 +132,10 @@ def run_lerobot_train(args: list[str]) -> None:
     """Run lerobot-train in this process with `args` (after `prepare_args`)."""
     import memlens.plugin  # noqa: F401
     from lerobot.scripts import lerobot_train
+
+    from memlens.workflows.train_step import install
+
+    install()
 
     args, notes = prepare_args(args)
     for note in notes:

@@ -1,0 +1,126 @@
+"""Training at scale: gradient accumulation (`--batch_chunk`), several processes, per-segment activation
+checkpointing and mixed precision give the update of the plain run (tiny model, CPU)."""
+
+import logging
+
+import pytest
+import torch
+from accelerate import Accelerator
+from lerobot.utils.constants import OBS_STATE
+from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
+from safetensors.torch import load_file
+
+from memlens.errors import UserError
+from memlens.workflows.train import prepare_args, tiny_train_args
+from memlens.workflows.train_step import micro_slices, update_policy
+
+from conftest import BIN, run_ok
+from policy_helpers import IMG, make_policy, train_batch
+
+
+def padded_batch(policy, batch_size=4):
+    """A batch whose samples start before the episode (padded segments) or end inside the chunk."""
+    batch = train_batch(policy, batch_size=batch_size, seed=3)
+    for row, n_pad in ((0, 1), (1, 2)):
+        batch[f"{OBS_STATE}_is_pad"][row, :n_pad] = True
+        batch[f"{IMG}_is_pad"][row, :n_pad] = True
+    batch["action_is_pad"][2, -7:] = True
+    return batch
+
+
+def one_step(batch_chunk, *, seed=0, **overrides):
+    """Parameters after one lerobot-style step (SGD, lr 1, so the change is the gradient) and the metrics."""
+    torch.manual_seed(seed)
+    policy = make_policy(num_mem_tokens=4, n_mem_segments=3, batch_chunk=batch_chunk, train_expert_only=False,
+                         **overrides)
+    before = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    batch = padded_batch(policy)
+    accelerator = Accelerator(cpu=True)
+    optimizer = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=1.0)
+    policy, optimizer = accelerator.prepare(policy, optimizer)
+    meters = {name: AverageMeter(name) for name in ("loss", "grad_norm", "lr", "update_s")}
+    tracker = MetricsTracker(4, 100, 100, meters)
+    torch.manual_seed(1)
+    _, out = update_policy(tracker, policy, batch, optimizer, 1e6, accelerator)
+    after = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    return before, after, out
+
+
+def relative_difference(a, b, before):
+    num = sum(((a[k] - b[k]) ** 2).sum() for k in a) ** 0.5
+    den = sum(((a[k] - before[k]) ** 2).sum() for k in a) ** 0.5
+    return float(num / den)
+
+
+def test_micro_batches_make_the_update_of_the_whole_batch_with_padded_segments():
+    before, whole, out_whole = one_step(1)
+    assert out_whole["n_valid_segments"] == 4 * 3 - 3  # the padding above is really in the batch
+    for n in (2, 3):  # 3 does not divide 4: micro-batches of 2, 1, 1
+        _, split, out = one_step(n)
+        assert relative_difference(whole, split, before) < 1e-5, n
+        assert out["loss"] == pytest.approx(out_whole["loss"], rel=1e-5)
+        assert out["n_valid_segments"] == out_whole["n_valid_segments"]
+    moved = (whole["model.mem_tokens"] - before["model.mem_tokens"]).abs().max()
+    assert moved > 1e-4  # memory is trained through the segments
+
+
+def test_micro_slices_cover_every_row_once():
+    for batch_size in range(1, 9):
+        for n in range(1, 5):
+            slices = micro_slices(batch_size, n)
+            rows = [r for s in slices for r in range(s.start, s.stop)]
+            assert rows == list(range(batch_size)) and len(slices) == min(n, batch_size)
+            sizes = [s.stop - s.start for s in slices]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_batch_chunk_flag_is_the_guides_micro_batch_count():
+    args, notes = prepare_args(["--policy.type=smolvla_rmt", "--batch_size=2", "--batch_chunk=2"])
+    assert "--batch_size=4" in args and "--policy.batch_chunk=2" in args and "--batch_chunk=2" not in args
+    assert "2 micro-batches of 2" in notes[0]
+    args, _ = prepare_args(["--policy.type=smolvla_rmt", "--batch_chunk", "3"])  # lerobot's default batch 8
+    assert "--batch_size=24" in args and "--policy.batch_chunk=3" in args
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--batch_chunk=0"], "at least 1"),
+    (["--batch_chunk=two"], "must be integers"),
+    (["--batch_chunk=2", "--policy.batch_chunk=2"], "Give one of them"),
+])
+def test_bad_batch_chunk_is_one_paragraph(args, expected):
+    with pytest.raises(UserError, match=expected):
+        prepare_args(["--policy.type=smolvla_rmt", "--batch_size=2", *args])
+
+
+def test_a_batch_that_batch_chunk_does_not_divide_trains_and_says_how_it_split(caplog, monkeypatch):
+    from memlens.workflows import train_step
+
+    monkeypatch.setattr(train_step, "_said", set())  # said once per process: forget earlier tests' notices
+    with caplog.at_level(logging.WARNING):
+        one_step(3)
+    assert "micro-batches of [2, 1] rows" in caplog.text
+
+
+def _run_args(dataset, out):
+    args = tiny_train_args(dataset_root=dataset, output_dir=out, steps=2, batch_size=4, num_mem_tokens=4,
+                           n_mem_segments=3)
+    return [a for a in args if not a.startswith(("--batch_size", "--save_freq"))] + ["--save_freq=1"]
+
+
+def _params(out, step):
+    return load_file(out / "checkpoints" / f"{step:06d}" / "pretrained_model" / "model.safetensors")
+
+
+def test_two_processes_with_micro_batches_train_the_parameters_of_one_process(cue_dataset, tmp_path):
+    """torchrun (gloo) x 2 processes x `--batch_size=1 --batch_chunk=2` against one process at batch 4: the
+    same data, noise and update, memory tokens included, to float tolerance."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_ok([BIN / "memlens", "train", *_run_args(cue_dataset, one), "--batch_size=4"])
+    proc = run_ok([BIN / "torchrun", "--nproc_per_node=2", "--no-python", "memlens", "train",
+                   *_run_args(cue_dataset, two), "--batch_size=1", "--batch_chunk=2"])
+    assert "Effective batch size: 2 x 2 = 4" in proc.stdout + proc.stderr
+    step1, step2 = _params(one, 1), _params(one, 2)
+    for step in (1, 2):
+        assert relative_difference(_params(one, step), _params(two, step), step1 if step == 2 else step2) < 1e-3
+    assert (step2["model.mem_tokens"] - step1["model.mem_tokens"]).abs().max() > 0
+    assert torch.allclose(_params(two, 2)["model.mem_tokens"], step2["model.mem_tokens"], atol=1e-7)
