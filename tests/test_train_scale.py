@@ -124,3 +124,41 @@ def test_two_processes_with_micro_batches_train_the_parameters_of_one_process(cu
         assert relative_difference(_params(one, step), _params(two, step), step1 if step == 2 else step2) < 1e-3
     assert (step2["model.mem_tokens"] - step1["model.mem_tokens"]).abs().max() > 0
     assert torch.allclose(_params(two, 2)["model.mem_tokens"], step2["model.mem_tokens"], atol=1e-7)
+
+
+def _loss_and_grads(checkpointing, **overrides):
+    torch.manual_seed(0)
+    policy = make_policy(num_mem_tokens=4, n_mem_segments=3, mem_checkpoint_segments=checkpointing, **overrides).train()
+    batch = padded_batch(policy)
+    calls = []
+    embed_prefix = policy.model.embed_prefix
+    policy.model.embed_prefix = lambda *a, **k: calls.append(1) or embed_prefix(*a, **k)
+    torch.manual_seed(5)
+    loss, _ = policy.forward(batch)
+    loss.backward()
+    assert len(calls) == 3 * (2 if checkpointing else 1)  # each segment's prefix is rebuilt in the backward pass
+    return loss.detach(), {n: p.grad for n, p in policy.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # lerobot's defaults: the VLM is frozen, its image features are computed once outside the recompute
+    {"train_expert_only": False},  # the connector trains: only the vision encoder's output is kept
+    {"train_expert_only": False, "freeze_vision_encoder": False, "mem_at_end": True, "read_mem_from_cache": True},
+], ids=["expert-only", "connector-trains", "all-trains-kv-history"])
+def test_per_segment_checkpointing_gives_identical_gradients(overrides):
+    loss_off, off = _loss_and_grads(False, **overrides)
+    loss_on, on = _loss_and_grads(True, **overrides)
+    assert torch.equal(loss_off, loss_on)
+    assert off.keys() == on.keys() and "model.mem_tokens" in off
+    for name in off:
+        assert torch.equal(off[name], on[name]), name
+    assert off["model.mem_tokens"].abs().sum() > 0
+
+
+def test_checkpointing_with_one_segment_says_it_does_nothing(caplog):
+    torch.manual_seed(0)
+    policy = make_policy(num_mem_tokens=4, n_mem_segments=1, mem_checkpoint_segments=True).train()
+    assert not policy.config.checkpoints_segments
+    with caplog.at_level(logging.WARNING):
+        loss, _ = policy.forward(train_batch(policy, batch_size=2))
+    assert "nothing is recomputed" in caplog.text and loss.requires_grad

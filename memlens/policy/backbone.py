@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 from torch import Tensor
 
@@ -41,6 +42,11 @@ class PrefixPass:
     prefix_pad: Tensor | None = None
     prefix_out: Tensor | None = None
     history_layers: list | None = None
+    # Image features computed before the pass (frozen vision encoder, per-segment checkpointing): one per
+    # `embed_image` call, in camera order; `connector` says whether they still need lerobot's connector.
+    vision_out: list[Tensor] | None = None
+    connector: bool = False
+    vision_calls: int = 0
 
     def check(self, method: str) -> None:
         if self.embed_calls != 1 or self.prefix_calls != 1:
@@ -80,6 +86,29 @@ class SmolVLMWithExpertMemory(SmolVLMWithExpertModel):
         if p.write_only:
             raise PrefixDone
         return out
+
+    def embed_image(self, image: Tensor) -> Tensor:
+        p = self.prefix_pass
+        if p is None or p.vision_out is None:
+            return super().embed_image(image)
+        features = p.vision_out[p.vision_calls]
+        p.vision_calls += 1
+        return self.get_vlm_model().connector(features) if p.connector else features
+
+    def image_features(self, images: list[Tensor]) -> tuple[list[Tensor] | None, bool]:
+        """What a recomputed segment need not recompute: with the vision encoder frozen, its output for each
+        camera (no graph), and whether lerobot's connector must still run on it (it trains); (None, False)
+        when the vision encoder trains. Same values as `embed_image` computes (tests/test_train_scale.py)."""
+        vlm = self.get_vlm_model()
+        if any(p.requires_grad for p in vlm.vision_model.parameters()):
+            return None, False
+        connector_trains = any(p.requires_grad for p in vlm.connector.parameters())
+        with torch.no_grad():
+            if not connector_trains:
+                return [super(SmolVLMWithExpertMemory, self).embed_image(img) for img in images], False
+            # lerobot's embed_image up to its connector
+            return [vlm.vision_model(pixel_values=img.to(dtype=vlm.vision_model.dtype), patch_attention_mask=None)
+                    .last_hidden_state for img in images], True
 
     def eager_attention_forward(self, attention_mask, batch_size, head_dim, query_states, key_states, value_states):
         if self.kv_session is not None:

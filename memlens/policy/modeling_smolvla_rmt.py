@@ -134,10 +134,11 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
         return torch.cat(embs_parts, 1), pad, torch.cat(att_parts, 1)
 
     @contextmanager
-    def _memory_pass(self, mem: Tensor, kv_history: KVHistory | None, *, write_only: bool = False):
+    def _memory_pass(self, mem: Tensor, kv_history: KVHistory | None, *, write_only: bool = False,
+                     vision: tuple[list[Tensor] | None, bool] = (None, False)):
         """Attach a `PrefixPass` for one call of a lerobot method; checks the method made one prefix pass."""
         p = PrefixPass(mem, lambda prefix_len, joint: self._kv_session(prefix_len, kv_history, joint=joint),
-                       write_only=write_only)
+                       write_only=write_only, vision_out=vision[0], connector=vision[1])
         backbone = self.vlm_with_expert
         backbone.prefix_pass = p
         try:
@@ -169,11 +170,12 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
     def forward_segment(
         self, images, img_masks, lang_tokens, lang_masks, state, actions, mem: Tensor,
         noise=None, time=None, kv_history: KVHistory | None = None,
+        vision: tuple[list[Tensor] | None, bool] = (None, False),
     ) -> tuple[Tensor, Tensor, KVHistory | None]:
         """One training segment through lerobot's own `VLAFlowMatching.forward`: flow-matching losses
         `[B, chunk, max_action_dim]`, the written memory `[B, M, H]` (fp32) and, with `read_mem_from_cache`,
-        this segment's prefix K/V history."""
-        with self._memory_pass(mem, kv_history) as p:
+        this segment's prefix K/V history. `vision`: precomputed image features (`image_features`)."""
+        with self._memory_pass(mem, kv_history, vision=vision) as p:
             losses = VLAFlowMatching.forward(self, images, img_masks, lang_tokens, lang_masks, state, actions,
                                              noise=noise, time=time)
         return (losses, *self._written(p))
@@ -410,6 +412,8 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
                 args = (images, img_masks, lang_tokens, lang_masks, state, actions, mem)
                 kwargs = dict(noise=_at(noise, i), time=_at(time, i), kv_history=history)
                 if checkpointed:  # keep only this segment's inputs and outputs; recompute the rest in backward
+                    # (a frozen vision encoder runs once, outside: its output has no graph to recompute)
+                    kwargs["vision"] = self.model.vlm_with_expert.image_features(images)
                     losses, mem_new, new_history = torch.utils.checkpoint.checkpoint(
                         self.model.forward_segment, *args, use_reentrant=False, **kwargs)
                 else:

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Training memory and time against K, with and without per-segment activation checkpointing.
+
+One training step (forward + backward) of `smolvla_rmt` at M=4 for K in {1, 2, 4, 8} unrolled segments,
+`mem_checkpoint_segments` off and on, on the tiny architecture (batch 8) and the full-size one
+(SmolVLM2-500M shapes, random weights, lerobot's defaults: frozen vision encoder, `train_expert_only`;
+batch 1). All in ONE process with one torch thread; repetitions are interleaved (every repetition visits
+every configuration once, the order rotated by one each time) and the figure is the median.
+
+- time: wall and thread-CPU time of the step;
+- peak memory: torch's allocator bytes above the level before the step (activations, the gradients the
+  backward pass allocates, temporaries), on CPU from the profiler's raw allocation events
+  (`bench_policy.cpu_peak_bytes`), on CUDA `max_memory_allocated`. Parameters are not included; the
+  gradient bytes are printed so they can be told apart.
+
+Ratios are to K=1 of the same row set (memory) and to the option off at the same K (time).
+
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/bench_train_memory.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_policy import make_policy, peak_bytes, sync, train_batch  # noqa: E402
+
+KS = (1, 2, 4, 8)
+M = 4
+BATCH = {"tiny": 8, "full": 1}
+
+
+def grad_bytes(policy) -> int:
+    return sum(p.numel() * p.element_size() for p in policy.parameters() if p.requires_grad)
+
+
+def bench(size: str, device: torch.device, reps: int, log) -> dict:
+    policy = make_policy(size, device, num_mem_tokens=M, n_mem_segments=max(KS)).train()
+    batches = {}
+    for k in KS:
+        policy.config.n_mem_segments = policy.config.mem_bptt_segments = k
+        batches[k] = train_batch(policy, size, device, BATCH[size])
+    cfg = policy.config
+    gen = torch.Generator().manual_seed(7)
+    noise = torch.randn(BATCH[size], cfg.chunk_size, cfg.max_action_dim, generator=gen).to(device)
+    t = torch.full((BATCH[size],), 0.5, device=device)
+
+    def step(k, ckpt):
+        cfg.n_mem_segments = cfg.mem_bptt_segments = k
+        cfg.mem_checkpoint_segments = ckpt
+        policy.zero_grad(set_to_none=True)
+        loss, _ = policy.forward(dict(batches[k]), noise=noise, time=t)
+        loss.backward()
+
+    cases = [(k, ckpt) for k in KS for ckpt in (False, True)]
+    for case in cases:  # warm-up
+        step(*case)
+    log(f"[{size}] warm")
+    times = {case: [] for case in cases}
+    for rep in range(reps):
+        for case in cases[rep % len(cases):] + cases[: rep % len(cases)]:
+            sync(device)
+            c0, w0 = time.thread_time(), time.perf_counter()
+            step(*case)
+            sync(device)
+            times[case].append((time.perf_counter() - w0, time.thread_time() - c0))
+        log(f"[{size}] rep {rep + 1}/{reps}")
+    peaks = {}
+    for case in cases:
+        step(*case)  # the call before a profiled call is never profiled (see cpu_peak_bytes)
+        peaks[case] = peak_bytes(lambda case=case: step(*case), device)[0]
+    log(f"[{size}] memory done")
+    out = {"grad_bytes": grad_bytes(policy), "batch": BATCH[size], "cases": {}}
+    for case in cases:
+        out["cases"][case] = {
+            "wall": statistics.median(w for w, _ in times[case]),
+            "cpu": statistics.median(c for _, c in times[case]),
+            "peak": peaks[case],
+        }
+    return out
+
+
+def report(size: str, res: dict, reps: int) -> None:
+    c = res["cases"]
+    print(f"\n### {size} architecture, batch {res['batch']}, M={M}, median of {reps} interleaved reps "
+          f"(gradients: {res['grad_bytes'] / 2**20:.1f} MiB, inside every peak)\n")
+    print("| K | peak MiB off | vs K=1 off | peak MiB on | vs K=1 on | on / off (memory) | wall s off | wall s on "
+          "| on / off (wall) | on / off (CPU) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    off1, on1 = c[(1, False)]["peak"], c[(1, True)]["peak"]
+    for k in KS:
+        off, on = c[(k, False)], c[(k, True)]
+        print(f"| {k} | {off['peak'] / 2**20:.1f} | {off['peak'] / off1:.2f}x | {on['peak'] / 2**20:.1f} | "
+              f"{on['peak'] / on1:.2f}x | {on['peak'] / off['peak']:.2f} | {off['wall']:.3f} | {on['wall']:.3f} | "
+              f"{on['wall'] / off['wall']:.2f}x | {on['cpu'] / off['cpu']:.2f}x |")
+    k8 = c[(max(KS), True)]
+    print(f"\ntarget: peak at K={max(KS)} with the option on <= 1.5x K=1: {k8['peak'] / on1:.2f}x; "
+          f"time <= 1.35x the option off: {k8['cpu'] / c[(max(KS), False)]['cpu']:.2f}x (CPU time)")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="tiny,full")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions, full size (default 3)")
+    ap.add_argument("--tiny-reps", type=int, default=9, help="interleaved repetitions, tiny (default 9)")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.disable(logging.WARNING)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    start = time.perf_counter()
+
+    def log(msg):
+        print(f"  [{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS") if k in os.environ)
+    print(f"command: {env} {shlex.join([sys.executable, *sys.argv])}")
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}; {platform.machine()}, {os.cpu_count()} "
+          f"CPUs; device: {device}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        reps = args.reps if size == "full" else args.tiny_reps
+        report(size, bench(size, device, reps, log), reps)
+        sys.stdout.flush()
+    print(f"\ntotal run time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
