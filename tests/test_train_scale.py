@@ -3,6 +3,8 @@ checkpointing and mixed precision give the update of the plain run (tiny model, 
 
 import logging
 
+import numpy as np
+
 import pytest
 import torch
 from accelerate import Accelerator
@@ -162,3 +164,59 @@ def test_checkpointing_with_one_segment_says_it_does_nothing(caplog):
     with caplog.at_level(logging.WARNING):
         loss, _ = policy.forward(train_batch(policy, batch_size=2))
     assert "nothing is recomputed" in caplog.text and loss.requires_grad
+
+
+def test_use_amp_runs_inference_in_bfloat16_with_the_memory_recurrence_in_float32():
+    """select_action under `use_amp` (bfloat16 autocast on CPU): actions and memory stay float32 tensors; with
+    the default `amp_memory_fp32` the memory follows the float32 run far closer than an all-bf16 pass."""
+    from policy_helpers import obs_batch
+
+    def run(**overrides):
+        torch.manual_seed(0)
+        policy = make_policy(num_mem_tokens=4, n_mem_segments=2, **overrides).eval()
+        policy.reset()
+        noise = torch.zeros(1, policy.config.chunk_size, policy.config.max_action_dim)
+        actions, memories = [], []
+        for t in range(10 * policy.config.n_action_steps):  # 10 memory updates
+            actions.append(policy.select_action(obs_batch(1, seed=t // policy.config.n_action_steps), noise=noise))
+            memories.append(policy.memory.read(1))
+        return torch.stack(actions), torch.stack(memories)
+
+    a32, m32 = run()
+    a_amp, m_amp = run(use_amp=True)
+    a_bf16, m_bf16 = run(use_amp=True, amp_memory_fp32=False)
+    assert a_amp.dtype == m_amp.dtype == m_bf16.dtype == torch.float32
+    assert not torch.equal(a_amp, a32) and torch.allclose(a_amp, a32, atol=0.1)  # autocast really ran
+    err_default = ((m_amp - m32).norm() / m32.norm()).item()
+    err_bf16 = ((m_bf16 - m32).norm() / m32.norm()).item()
+    assert 0 < err_default < err_bf16 / 2
+
+
+def test_amp_on_a_device_without_autocast_says_it_runs_in_float32(caplog):
+    from types import SimpleNamespace
+
+    from memlens.policy import precision
+
+    with caplog.at_level(logging.WARNING):
+        ctx = precision.amp_context(SimpleNamespace(use_amp=True, device="meta"))
+    assert not isinstance(ctx, torch.autocast) and "runs in float32" in caplog.text
+    assert precision.compute_precision(SimpleNamespace(use_amp=True, device="cpu")) == "bfloat16 autocast"
+
+
+def test_lerobot_train_with_use_amp_trains_and_capture_records_float32_and_says_how_it_computed(cue_dataset, tmp_path):
+    from memlens.capture.dataset import capture
+    from memlens.store import TraceStore
+
+    out = tmp_path / "amp"
+    args = tiny_train_args(dataset_root=cue_dataset, output_dir=out, steps=2, batch_size=2, num_mem_tokens=4,
+                           n_mem_segments=2, use_amp=True, mem_checkpoint_segments=True)
+    proc = run_ok([BIN / "memlens", "train", *args])
+    assert "n_valid_segments" in proc.stdout + proc.stderr
+    ckpt = out / "checkpoints" / "last" / "pretrained_model"
+    capture(str(ckpt), str(cue_dataset), str(tmp_path / "trace"), episodes=[0], attention=True)
+    store = TraceStore.open(tmp_path / "trace")
+    assert store.provenance["precision"] == {"compute": "bfloat16 autocast", "memory_pass": "float32",
+                                             "stored": "float32"}
+    episode = store.episode(store.episodes()[0])
+    write = episode["memory/write"][:]
+    assert write.dtype == np.float32 and np.isfinite(write).all()

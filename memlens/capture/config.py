@@ -10,6 +10,7 @@ from memlens.capture.hooks import CaptureHooks
 from memlens.capture.sites import Site, active_sites
 from memlens.errors import UserError
 from memlens.policy import memory_tokens
+from memlens.policy.precision import compute_precision
 from memlens.runtime.checkpoint import LoadedPolicy, load_policy, weights_sha256
 
 
@@ -74,6 +75,11 @@ class CaptureConfig:
             **source,
             "memlens_version": version("memlens"),
             "lerobot_version": version("lerobot"),
+            # how the policy computed (`use_amp`: reduced-precision autocast); what the store holds is float32
+            # (full attention maps float16), whatever the compute precision
+            "precision": {"compute": compute_precision(cfg, self.device),
+                          "memory_pass": "float32" if getattr(cfg, "amp_memory_fp32", True) or not cfg.use_amp
+                          else compute_precision(cfg, self.device), "stored": "float32"},
             # what was recorded; how it ran (batch_episodes, device) may change when a capture resumes
             "capture_options": {k: v for k, v in asdict(self).items() if k not in ("batch_episodes", "device")},
         }

@@ -70,15 +70,17 @@ def check_internals(policy) -> None:
 
 
 def attention_probs(backbone, attention_mask, batch_size, head_dim, query, key) -> torch.Tensor:
-    """`[B, NH, Q, K]` probabilities, computed as lerobot's eager attention computes them."""
+    """`[B, NH, Q, K]` float32 probabilities, computed as lerobot's eager attention computes them (in float32
+    even under `use_amp`'s autocast, which would otherwise run this matmul in reduced precision)."""
     nh, nkv = backbone.num_attention_heads, backbone.num_key_value_heads
     key = key[:, :, :, None, :].expand(batch_size, key.shape[1], nkv, nh // nkv, head_dim)
     key = key.reshape(batch_size, key.shape[1], nh, head_dim)
-    q = query.to(torch.float32).transpose(1, 2)
-    k = key.to(torch.float32).transpose(1, 2)
-    w = torch.matmul(q, k.transpose(2, 3)) * head_dim**-0.5
-    w = torch.where(attention_mask[:, None, :, :], w, torch.finfo(w.dtype).min)
-    return torch.softmax(w, dim=-1)
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        q = query.to(torch.float32).transpose(1, 2)
+        k = key.to(torch.float32).transpose(1, 2)
+        w = torch.matmul(q, k.transpose(2, 3)) * head_dim**-0.5
+        w = torch.where(attention_mask[:, None, :, :], w, torch.finfo(w.dtype).min)
+        return torch.softmax(w, dim=-1)
 
 
 class CaptureHooks:

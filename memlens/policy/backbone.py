@@ -12,6 +12,7 @@ denoising). `PrefixPass.check` fails loudly when lerobot's method no longer make
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ class PrefixPass:
     vision_out: list[Tensor] | None = None
     connector: bool = False
     vision_calls: int = 0
+    # Run the prefix call with autocast off (under `use_amp` at inference, `amp_memory_fp32`): the memory
+    # recurrence in float32, the vision encoder and the denoising steps in reduced precision.
+    full_precision: bool = False
 
     def check(self, method: str) -> None:
         if self.embed_calls != 1 or self.prefix_calls != 1:
@@ -73,11 +77,14 @@ class SmolVLMWithExpertMemory(SmolVLMWithExpertModel):
                                    past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache)
         p.prefix_calls += 1
         self.kv_session = p.open_session(inputs_embeds[0].shape[1], inputs_embeds[1] is not None)
+        precision = (torch.autocast(inputs_embeds[0].device.type, enabled=False) if p.full_precision
+                     else contextlib.nullcontext())
         try:
             # A write-only pass keeps use_cache=True as sample_actions' default (lerobot's prefix-only path needs it).
-            out = super().forward(attention_mask=attention_mask, position_ids=position_ids,
-                                  past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-                                  use_cache=True if p.write_only else use_cache)
+            with precision:
+                out = super().forward(attention_mask=attention_mask, position_ids=position_ids,
+                                      past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+                                      use_cache=True if p.write_only else use_cache)
             if self.kv_session is not None:
                 p.history_layers = self.kv_session.finish()
         finally:

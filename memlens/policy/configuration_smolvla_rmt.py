@@ -52,6 +52,13 @@ class SmolVLARMTConfig(SmolVLAConfig):
     # gradients; peak training memory about that of one segment, for roughly one extra forward pass.
     mem_checkpoint_segments: bool = False
 
+    # Under `use_amp` at inference: run the prefix pass that writes memory in float32 (the vision encoder and
+    # the denoising steps keep reduced precision). The memory is a recurrence, and a bfloat16 write drifts
+    # from the float32 one by 7% after 50 updates and 29% after 200 (docs/performance.md); false: all of the
+    # chunk computation in reduced precision. Training under `use_amp` computes every segment in reduced
+    # precision either way (K segments, not hundreds).
+    amp_memory_fp32: bool = True
+
     # Gradient accumulation (training only, see memlens/workflows/train_step.py): split every training
     # batch into this many micro-batches, one forward/backward each, one optimiser step per batch. The
     # update equals the whole batch's; activation memory is one micro-batch's. `memlens train

@@ -24,7 +24,7 @@ from .configuration_smolvla_rmt import SmolVLARMTConfig
 CONVERTIBLE_TYPES = ("smolvla", "smolvla_rmt")
 # Training options smolvla_rmt adds that say nothing about memory (they do not turn a SmolVLA checkpoint
 # into a memory one).
-TRAINING_FIELDS = ("batch_chunk", "mem_checkpoint_segments")
+TRAINING_FIELDS = ("batch_chunk", "mem_checkpoint_segments", "amp_memory_fp32")
 MEMORY_FIELDS = tuple(
     f.name for f in fields(SmolVLARMTConfig)
     if f.name not in {g.name for g in fields(SmolVLAConfig)} and f.name not in TRAINING_FIELDS

@@ -48,6 +48,7 @@ from .configuration_smolvla_rmt import SmolVLARMTConfig
 from .backbone import PrefixDone, PrefixPass, SmolVLMWithExpertMemory
 from .kv_history import KVHistorySession, layer_call_plan
 from .memory import KVHistory, SegmentMemory
+from .precision import amp_context
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class VLAFlowMatchingRMT(VLAFlowMatching):
                      vision: tuple[list[Tensor] | None, bool] = (None, False)):
         """Attach a `PrefixPass` for one call of a lerobot method; checks the method made one prefix pass."""
         p = PrefixPass(mem, lambda prefix_len, joint: self._kv_session(prefix_len, kv_history, joint=joint),
-                       write_only=write_only, vision_out=vision[0], connector=vision[1])
+                       write_only=write_only, vision_out=vision[0], connector=vision[1],
+                       full_precision=self.config.use_amp and self.config.amp_memory_fp32 and not torch.is_grad_enabled())
         backbone = self.vlm_with_expert
         backbone.prefix_pass = p
         try:
@@ -285,25 +287,29 @@ class SmolVLARMTPolicy(SmolVLAPolicy):
         images, img_masks = self.prepare_images(batch)
         state = self.prepare_state(batch)
         ticket = self.memory.begin(frame, batch_size=state.shape[0])
-        mem_out, history = self.model.write_memory(
-            images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
-            mem=ticket.read, kv_history=ticket.kv_history,
-        )
+        with amp_context(self.config, state.device):
+            mem_out, history = self.model.write_memory(
+                images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
+                mem=ticket.read, kv_history=ticket.kv_history,
+            )
         return self.memory.finish(ticket, mem_out, history)
 
     def _get_action_chunk(self, batch: dict[str, Tensor], noise: Tensor | None = None, frame: int | None = None,
                           **kwargs) -> Tensor:
+        state_device = batch[OBS_STATE].device
         if not self.config.uses_memory:
-            return super()._get_action_chunk(batch, noise, **kwargs)
+            with amp_context(self.config, state_device):
+                return super()._get_action_chunk(batch, noise, **kwargs).float()
         images, img_masks = self.prepare_images(batch)
         state = self.prepare_state(batch)
         ticket = self.memory.begin(frame, batch_size=state.shape[0])
-        actions, mem_out, history = self.model.sample_actions(
-            images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
-            noise=noise, mem=ticket.read, kv_history=ticket.kv_history, **kwargs,
-        )
+        with amp_context(self.config, state_device):  # `use_amp`: compute in reduced precision, memory stays fp32
+            actions, mem_out, history = self.model.sample_actions(
+                images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state,
+                noise=noise, mem=ticket.read, kv_history=ticket.kv_history, **kwargs,
+            )
         self.memory.finish(ticket, mem_out.detach(), history)
-        return actions[:, :, : self.config.action_feature.shape[0]]
+        return actions[:, :, : self.config.action_feature.shape[0]].float()
 
     def forward(self, batch: dict[str, Tensor], noise=None, time=None, reduction: str = "mean"):
         """Training loss. K=1 without memory is exactly SmolVLA; otherwise memory is unrolled through
