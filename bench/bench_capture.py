@@ -32,7 +32,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
-def build(size: str, workdir: Path):
+def build(size: str, workdir: Path, device: str = "cpu"):
     """A random-weight memory checkpoint (M=4) of the given size and a small cue-recall dataset."""
     from lerobot.configs import FeatureType, PolicyFeature
     from lerobot.policies.factory import make_pre_post_processors
@@ -52,12 +52,12 @@ def build(size: str, workdir: Path):
     kwargs = tiny_smolvla_kwargs() if size == "tiny" else {**full_size_smolvla_kwargs(), "chunk_size": 10, "n_action_steps": 10}
     torch.manual_seed(0)
     cfg = SmolVLARMTConfig(
-        **kwargs, num_mem_tokens=4, device="cpu",
+        **kwargs, num_mem_tokens=4, device=device,
         input_features={"observation.images.top": PolicyFeature(FeatureType.VISUAL, (3, 64, 64)),
                         "observation.state": PolicyFeature(FeatureType.STATE, (4,))},
         output_features={"action": PolicyFeature(FeatureType.ACTION, (2,))},
     )
-    policy = SmolVLARMTPolicy(cfg).eval()
+    policy = SmolVLARMTPolicy(cfg).to(device).eval()
     pre, post = make_pre_post_processors(cfg, dataset_stats=ds.meta.stats)
     return LoadedPolicy(policy, pre, post, workdir), ds
 
@@ -74,6 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = parser.parse_args(argv)
     print("command: python " + " ".join([sys.argv[0], *sys.argv[1:]]))
     from memlens.capture.config import CaptureConfig
@@ -81,7 +82,7 @@ def main(argv=None) -> None:
 
     for size in args.sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            loaded, ds = build(size, Path(tmp))
+            loaded, ds = build(size, Path(tmp), args.device)
             eps = list(range(args.episodes))
             configs = {
                 "plain replay": lambda: [replay_batch(loaded, ds, [e], record=False) for e in eps],
@@ -97,7 +98,8 @@ def main(argv=None) -> None:
                     times[name].append(timed(fn))
             base = statistics.median(times["plain replay"])
             frames = sum(int(ds.meta.episodes[e]["length"]) for e in eps)
-            print(f"\n{size}: {len(eps)} episodes, {frames} frames, median of {args.reps} interleaved repetitions")
+            print(f"\n{size} on {args.device}: {len(eps)} episodes, {frames} frames, median of {args.reps} "
+                  "interleaved repetitions")
             print(f"{'configuration':36s} {'s total':>9s} {'ms/frame':>9s} {'ratio':>7s}")
             for name, ts in times.items():
                 med = statistics.median(ts)

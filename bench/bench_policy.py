@@ -94,9 +94,12 @@ def features(side: int) -> dict:
     )
 
 
+USE_AMP = [False]  # --amp-dtype: every policy is built with use_amp
+
+
 def make_config(size: str, device: torch.device, **overrides) -> SmolVLARMTConfig:
     kw = tiny_smolvla_kwargs() if size == "tiny" else full_size_smolvla_kwargs()
-    kw.update(features(IMAGE_SIDE[size]), device=device.type)
+    kw.update(features(IMAGE_SIDE[size]), device=device.type, use_amp=USE_AMP[0])
     kw.update(overrides)
     return SmolVLARMTConfig(**kw)
 
@@ -571,7 +574,14 @@ def main(argv=None) -> None:
     ap.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
     ap.add_argument("--quick", action="store_true", help="tiny only, few repetitions (< 1 min)")
     ap.add_argument("--json", help="also write the raw results to this JSON file")
+    ap.add_argument("--ms", help="comma-separated memory-token counts to measure (default 0,2,4,8,16), each with "
+                                 "mem_at_end off and on; 0 is always measured (the reference)")
+    ap.add_argument("--amp-dtype", choices=("bfloat16", "float16"),
+                    help="measure under use_amp (torch autocast) in this dtype instead of float32")
     args = ap.parse_args(argv)
+    if args.ms:
+        ms = sorted({int(m) for m in args.ms.split(",") if int(m) > 0})
+        MEM_CONFIGS[:] = [(0, False)] + [(m, end) for m in ms for end in (False, True)]
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     if args.quick:
         sizes, args.tiny_reps, args.train_reps = ["tiny"], 8, 3
@@ -582,6 +592,9 @@ def main(argv=None) -> None:
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.amp_dtype:  # use_amp computes in torch's autocast dtype for the device: set it to the one asked for
+        torch.set_autocast_dtype(device.type, getattr(torch, args.amp_dtype))
+        USE_AMP[0] = True
     t_start = time.perf_counter()
 
     def log(msg):
@@ -589,6 +602,7 @@ def main(argv=None) -> None:
 
     env = " ".join(f"{k}={os.environ[k]}" for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS") if k in os.environ)
     print(f"command: {env} {shlex.join([sys.executable, *sys.argv])}")
+    print(f"precision: {'use_amp, ' + args.amp_dtype + ' autocast' if args.amp_dtype else 'float32'}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}; host: {platform.node()}; "
           f"{platform.machine()}, {os.cpu_count()} CPUs; device: {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")

@@ -18,6 +18,7 @@ if "lerobot.rollout.inference.factory" in sys.modules:  # lerobot-rollout: RTC w
     install_in_lerobot_factory()
 
 if "lerobot.scripts.lerobot_train" in sys.modules:  # lerobot-train: micro-batches (`--policy.batch_chunk`)
-    from memlens.workflows.train_step import install as install_train_step
+    from memlens.workflows.train_step import accept_guide_flag, install as install_train_step
 
     install_train_step()
+    accept_guide_flag()  # the guide's --batch_chunk, before lerobot parses the command line

@@ -84,6 +84,15 @@ def test_batch_chunk_flag_is_the_guides_micro_batch_count():
     assert "--batch_size=24" in args and "--policy.batch_chunk=3" in args
 
 
+def test_plain_lerobot_train_refuses_a_bad_batch_chunk_in_one_paragraph(cue_dataset, tmp_path):
+    import subprocess
+
+    proc = subprocess.run([str(BIN / "lerobot-train"), *_run_args(cue_dataset, tmp_path / "x"), "--batch_chunk=0"],
+                          capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "memlens: --batch_chunk (micro-batches per optimiser step) and --batch_size" in proc.stderr
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--batch_chunk=0"], "at least 1"),
     (["--batch_chunk=two"], "must be integers"),
@@ -114,13 +123,15 @@ def _params(out, step):
 
 
 def test_two_processes_with_micro_batches_train_the_parameters_of_one_process(cue_dataset, tmp_path):
-    """torchrun (gloo) x 2 processes x `--batch_size=1 --batch_chunk=2` against one process at batch 4: the
-    same data, noise and update, memory tokens included, to float tolerance."""
+    """Plain lerobot-train under torchrun (gloo), 2 processes x the guide's `--batch_size=1 --batch_chunk=2`,
+    against `memlens train` in one process at batch 4: the same data, noise and update, memory tokens
+    included, to float tolerance."""
     one, two = tmp_path / "one", tmp_path / "two"
     run_ok([BIN / "memlens", "train", *_run_args(cue_dataset, one), "--batch_size=4"])
-    proc = run_ok([BIN / "torchrun", "--nproc_per_node=2", "--no-python", "memlens", "train",
+    proc = run_ok([BIN / "torchrun", "--nproc_per_node=2", "--no-python", "lerobot-train",
                    *_run_args(cue_dataset, two), "--batch_size=1", "--batch_chunk=2"])
-    assert "Effective batch size: 2 x 2 = 4" in proc.stdout + proc.stderr
+    log = proc.stdout + proc.stderr
+    assert "Effective batch size: 2 x 2 = 4" in log and "2 micro-batches of 1 per optimiser step" in log
     step1, step2 = _params(one, 1), _params(one, 2)
     for step in (1, 2):
         assert relative_difference(_params(one, step), _params(two, step), step1 if step == 2 else step2) < 1e-3

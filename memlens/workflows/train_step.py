@@ -51,10 +51,23 @@ def install() -> None:
     lerobot_train.update_policy = patched
 
 
-def install_if_training() -> None:
-    """From the plugin: install only inside lerobot-train (its module already imported)."""
-    if "lerobot.scripts.lerobot_train" in sys.modules:
-        install()
+def accept_guide_flag(argv: list[str] = sys.argv) -> None:
+    """Inside plain lerobot-train (called by the plugin, which lerobot imports before it parses the command
+    line): turn the guide's `--batch_chunk=N` into `--batch_size=B*N --policy.batch_chunk=N` in `argv`, as
+    `memlens train` does. A bad value ends the run with one paragraph."""
+    if not any(a == "--batch_chunk" or a.startswith("--batch_chunk=") for a in argv[1:]):
+        return
+    from memlens.errors import UserError
+    from memlens.workflows.train import _batch_chunk_args
+
+    try:
+        args, notes = _batch_chunk_args(argv[1:])
+    except UserError as exc:
+        print(f"memlens: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    argv[1:] = args
+    for note in notes:
+        print(f"memlens: {note}", file=sys.stderr, flush=True)
 
 
 def _say_once(message: str) -> None:
