@@ -332,6 +332,11 @@ def label(m: int, at_end: bool) -> str:
 def bench_inference(size: str, device: torch.device, reps: int, pair_reps: int, log) -> dict:
     t_build = time.perf_counter()
     policy = make_policy(size, device).eval()
+    # Built with M=0, whose backbone is lerobot's own class; configurations with memory need the backbone that
+    # reports its prefix pass (stock behaviour while no pass is attached), before the Probe wraps its forward.
+    from memlens.policy.backbone import SmolVLMWithExpertMemory
+
+    policy.model.vlm_with_expert.__class__ = SmolVLMWithExpertMemory
     log(f"[{size}] built policy in {time.perf_counter() - t_build:.1f} s: "
         f"{sum(p.numel() for p in policy.parameters()) / 1e6:.1f}M parameters, hidden {policy.model.hidden_size}")
     batch = obs_batch(size, device)
