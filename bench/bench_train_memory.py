@@ -8,10 +8,14 @@ batch 1). All in ONE process with one torch thread; repetitions are interleaved 
 every configuration once, the order rotated by one each time) and the figure is the median.
 
 - time: wall and thread-CPU time of the step;
-- peak memory: torch's allocator bytes above the level before the step (activations, the gradients the
-  backward pass allocates, temporaries), on CPU from the profiler's raw allocation events
-  (`bench_policy.cpu_peak_bytes`), on CUDA `max_memory_allocated`. Parameters are not included; the
-  gradient bytes are printed so they can be told apart.
+- peak memory of the step above the level before it (activations, the gradients the backward pass
+  allocates, temporaries; parameters excluded, gradient bytes printed so they can be told apart). On CUDA
+  `max_memory_allocated`. On CPU the process's peak resident set (`VmHWM`, reset through
+  `/proc/self/clear_refs` before the step, after `malloc_trim`), with glibc's mmap threshold fixed at
+  128 KiB (`MALLOC_MMAP_THRESHOLD_`, set by this script) so that every tensor of any size goes back to the
+  system when freed. (The profiler's allocation events, `bench_policy.cpu_peak_bytes`, were tried first:
+  they gave 381.8 and 274.0 MiB for two identical K=1 steps at full size, because frees of blocks
+  allocated before profiling are not reported.)
 
 Ratios are to K=1 of the same row set (memory) and to the option off at the same K (time).
 
@@ -31,14 +35,45 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "131072":  # glibc reads it at start: restart with it set
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import ctypes  # noqa: E402
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_policy import make_policy, peak_bytes, sync, train_batch  # noqa: E402
+from bench_policy import make_policy, sync, train_batch  # noqa: E402
 
 KS = (1, 2, 4, 8)
 M = 4
 BATCH = {"tiny": 8, "full": 1}
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def peak_bytes(fn, device: torch.device) -> int:
+    """Peak memory while `fn()` runs above the level at its start (see the module docstring)."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+    base = _status_bytes("VmRSS:")
+    fn()
+    return _status_bytes("VmHWM:") - base
 
 
 def grad_bytes(policy) -> int:
@@ -76,17 +111,18 @@ def bench(size: str, device: torch.device, reps: int, log, ks=KS) -> dict:
             sync(device)
             times[case].append((time.perf_counter() - w0, time.thread_time() - c0))
         log(f"[{size}] rep {rep + 1}/{reps}")
-    peaks = {}
-    for case in cases:
-        step(*case)  # the call before a profiled call is never profiled (see cpu_peak_bytes)
-        peaks[case] = peak_bytes(lambda case=case: step(*case), device)[0]
+    peaks = {case: [] for case in cases}
+    for rep in range(2):  # twice each, interleaved; the larger is reported (its spread is printed)
+        for case in cases:
+            policy.zero_grad(set_to_none=True)  # the step's own gradients are inside its peak
+            peaks[case].append(peak_bytes(lambda case=case: step(*case), device))
     log(f"[{size}] memory done")
     out = {"grad_bytes": grad_bytes(policy), "batch": BATCH[size], "ks": ks, "cases": {}}
     for case in cases:
         out["cases"][case] = {
             "wall": statistics.median(w for w, _ in times[case]),
             "cpu": statistics.median(c for _, c in times[case]),
-            "peak": peaks[case],
+            "peak": max(peaks[case]), "peaks": peaks[case],
         }
     return out
 
@@ -105,6 +141,9 @@ def report(size: str, res: dict, reps: int) -> None:
         print(f"| {k} | {off['peak'] / 2**20:.1f} | {off['peak'] / off1:.2f}x | {on['peak'] / 2**20:.1f} | "
               f"{on['peak'] / on1:.2f}x | {on['peak'] / off['peak']:.2f} | {off['wall']:.3f} | {on['wall']:.3f} | "
               f"{on['wall'] / off['wall']:.2f}x | {on['cpu'] / off['cpu']:.2f}x |")
+    print("\npeak samples MiB (two interleaved): " + "; ".join(
+        f"K={k} {'on' if ck else 'off'}: " + ", ".join(f"{p / 2**20:.0f}" for p in r["peaks"])
+        for (k, ck), r in c.items()))
     k8 = c[(max(ks), True)]
     print(f"\ntarget: peak at K={max(ks)} with the option on <= 1.5x K={ks[0]}: {k8['peak'] / on1:.2f}x; "
           f"time <= 1.35x the option off: {k8['cpu'] / c[(max(ks), False)]['cpu']:.2f}x (CPU time), "
