@@ -97,11 +97,15 @@ def record(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def train(ctx: typer.Context):
-    """Run lerobot-train with memlens registered; every argument is passed to lerobot-train unchanged.
+    """Run lerobot-train with memlens registered; every argument is passed to lerobot-train unchanged,
+    except the guide's `--batch_chunk=N`.
 
     `--policy.push_to_hub=false` is added when absent. `--policy.path=CKPT` with a plain SmolVLA
     checkpoint plus `--policy.num_mem_tokens=N` fine-tunes it with memory added: every SmolVLA
-    weight loads, the memory parameters start fresh and are listed.
+    weight loads, the memory parameters start fresh and are listed. `--batch_chunk=N`: gradient
+    accumulation, N micro-batches of `--batch_size` per optimiser step (lerobot-train gets
+    `--batch_size=B*N --policy.batch_chunk=N`). Several processes: `torchrun --nproc_per_node=P
+    --no-python memlens train ...`.
 
     Example:  memlens train --policy.type=smolvla_rmt --policy.vlm_model_name=memlens/tiny-smolvlm
     --policy.num_mem_tokens=4 --policy.n_mem_segments=4 --dataset.repo_id=local/cue
