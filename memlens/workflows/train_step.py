@@ -51,10 +51,11 @@ def install() -> None:
     lerobot_train.update_policy = patched
 
 
-def accept_guide_flag(argv: list[str] = sys.argv) -> None:
+def accept_guide_flag(argv: list[str] | None = None) -> None:
     """Inside plain lerobot-train (called by the plugin, which lerobot imports before it parses the command
     line): turn the guide's `--batch_chunk=N` into `--batch_size=B*N --policy.batch_chunk=N` in `argv`, as
     `memlens train` does. A bad value ends the run with one paragraph."""
+    argv = sys.argv if argv is None else argv
     if not any(a == "--batch_chunk" or a.startswith("--batch_chunk=") for a in argv[1:]):
         return
     from memlens.errors import UserError
