@@ -359,6 +359,9 @@ def plot(
     value: str = typer.Option("norm", help="Heat-map value: norm (token norm) or delta (change since the previous update)."),
     color_by: str = typer.Option("time", help="UMAP colour: time, task, episode or a label (e.g. cue)."),
     layer: int = typer.Option(None, help="Attention of one VLM layer (default: mean over layers)."),
+    event: str = typer.Option("cue_end", help="Dynamics: what to align to: cue_end or go (memlens's tasks), a frame "
+                                              "number, LABEL=VALUE (first frame a label takes VALUE) or LABEL (first "
+                                              "frame it changes)."),
 ):
     """Draw one analysis view of a trace store to PNG or HTML (the notebook API's figures).
 
@@ -378,7 +381,8 @@ def plot(
     elif kind == "dynamics":
         from memlens.analysis.dynamics import memory_dynamics
 
-        view = memory_dynamics(traces, [episode] if episode is not None else eps)
+        view = memory_dynamics(traces, [episode] if episode is not None else eps,
+                               event=int(event) if event.strip().lstrip("-").isdigit() else event)
     elif kind == "umap":
         from memlens.analysis.embedding import memory_umap
 

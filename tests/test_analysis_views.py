@@ -251,3 +251,19 @@ def test_plot_command_bad_input_is_one_paragraph_without_traceback(analysis_trac
     result = runner.invoke(app, ["plot", str(analysis_traces), *args])
     assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
     assert message in " ".join(result.output.split())
+
+
+def test_dynamics_aligns_to_any_label_on_a_store_without_phase(analysis_traces, tmp_path):
+    no_phase = derived_store(analysis_traces, tmp_path / "no_phase", drop=("label/phase",), episodes=range(3))
+    source = TraceStore.open(analysis_traces)
+    delay = source.episode(0).load("label/delay_steps")
+    dyn = memory_dynamics(no_phase, event=f"delay_steps={int(delay[0])}")
+    assert dyn.event_frames[0] == 0  # a per-frame label that holds its value from frame 0
+    with pytest.raises(AnalysisInputError, match=r"label 'colour'.*\['cue', 'delay_steps', 'n_targets'\]"):
+        memory_dynamics(no_phase, event="colour=1")
+    out = tmp_path / "dyn.html"
+    result = runner.invoke(app, ["plot", str(no_phase), "--kind", "dynamics", "--event", "10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and "dynamics written" in result.output
+    result = runner.invoke(app, ["plot", str(no_phase), "--kind", "dynamics", "--out", str(out)])
+    assert result.exit_code == 2 and "--event" in result.output and "Traceback" not in result.output

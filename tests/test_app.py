@@ -257,3 +257,28 @@ def test_the_launcher_script_builds_the_same_app_for_gradio_live_reload(analysis
     demo = module["demo"]
     assert isinstance(demo, gr.Blocks) and isinstance(demo.memlens_view, TraceView)
     assert demo.memlens_view.episodes == TraceView(analysis_traces).episodes
+
+
+def test_a_store_whose_first_episode_has_one_frame_opens(analysis_traces, tmp_path):
+    from memlens.apps.gradio_app import build_app
+    from memlens.store import TraceStore
+
+    src = TraceStore.open(analysis_traces)
+    dst = TraceStore.create(tmp_path / "one_frame", manifest={"provenance": src.provenance, "sites": src.sites})
+    for e in src.episodes()[:3]:
+        trace = src.episode(e)
+        arrays = {n: trace.load(n) for n in trace.names}
+        attrs = dict(trace.attrs)
+        if e == src.episodes()[0]:  # one frame, one memory update
+            for n in arrays:
+                if src.sites[n]["shape"][0] in ("T", "U"):
+                    arrays[n] = arrays[n][:1]
+            attrs.update(length=1, n_updates=1)
+        dst.write_episode(e, arrays, attrs)
+    app = build_app(tmp_path / "one_frame")
+    view = app.memlens_view
+    first = view.episodes[0]
+    assert view.episode_data(first)["length"] == 1
+    assert view.frame(first, 0) is not None and view.heatmap_picture(first, 0) is not None
+    slider = next(c for c in app.config["components"] if c.get("props", {}).get("elem_id") == "step")
+    assert slider["props"]["interactive"] is False

@@ -16,6 +16,8 @@ Events (`event=`):
 - `"cue_end"` (default): the first frame whose `phase` label leaves 0 (the cue is no longer shown);
 - `"go"`: the first frame whose `phase` is 2;
 - an int: that frame in every episode;
+- `"LABEL=VALUE"`: the first frame whose label `LABEL` equals VALUE (any per-frame label of the store);
+- `"LABEL"`: the first frame whose label `LABEL` differs from its value at frame 0;
 - a callable `f(trace) -> frame | None` of an `EpisodeTrace` (episodes where it gives None are skipped).
 
 x is the frame of each update minus the event's frame, in bins of `bin_frames` (default: the update
@@ -72,17 +74,43 @@ def event_frame(trace, event) -> int | None:
         return None if f is None else int(f)
     if isinstance(event, (int, np.integer)) and not isinstance(event, bool):
         return int(event) if 0 <= int(event) < int(trace.attrs.get("length", 1 << 62)) else None
+    if isinstance(event, str) and event not in EVENTS:
+        return _label_event_frame(trace, event)
     if event not in EVENTS:
-        raise AnalysisInputError(f"event must be one of {EVENTS}, a frame number or a function of the episode "
-                                 f"trace; got {event!r}.")
+        raise AnalysisInputError(f"event must be one of {EVENTS}, a frame number, LABEL=VALUE, LABEL or a function "
+                                 f"of the episode trace; got {event!r}.")
     if "label/phase" not in trace:
         labels = sorted(n.removeprefix("label/") for n in trace.names if n.startswith("label/"))
         raise AnalysisInputError(
             f"event {event!r} is found from the 'phase' label, which this trace store does not have; it has the "
-            f"labels {labels or 'none'}. Pass event=<frame> or a function of the episode trace instead, or capture "
-            "a dataset recorded by memlens record (it writes phase: 0 cue shown, 1 delay, 2 go).")
+            f"labels {labels or 'none'}. Pass event=<frame>, event='LABEL=VALUE' (the first frame a label takes "
+            "a value), event='LABEL' (the first frame it changes) or a function of the episode trace instead "
+            "(memlens plot --kind dynamics --event ...), or capture a dataset recorded by memlens record (it "
+            "writes phase: 0 cue shown, 1 delay, 2 go).")
     phase = trace.load("label/phase")
     hits = np.flatnonzero(phase != 0) if event == "cue_end" else np.flatnonzero(phase == 2)
+    return int(hits[0]) if len(hits) else None
+
+
+def _label_event_frame(trace, event: str) -> int | None:
+    name, _, value = event.partition("=")
+    name = name.strip().removeprefix("label/")
+    if f"label/{name}" not in trace:
+        labels = sorted(n.removeprefix("label/") for n in trace.names if n.startswith("label/"))
+        raise AnalysisInputError(
+            f"event {event!r} names the label {name!r}, which this trace store does not have; it has the labels "
+            f"{labels or 'none'}. Use one of those (LABEL=VALUE: the first frame it takes VALUE; LABEL: the first "
+            f"frame it changes), a frame number, or one of {EVENTS} on stores with a phase label.")
+    values = np.asarray(trace.load(f"label/{name}")).reshape(-1)
+    if value.strip():
+        try:
+            target = np.asarray(value.strip()).astype(values.dtype)
+        except ValueError:
+            raise AnalysisInputError(f"event {event!r}: label {name!r} holds {values.dtype} values; {value!r} is not "
+                                     "one of them.") from None
+        hits = np.flatnonzero(values == target)
+    else:
+        hits = np.flatnonzero(values != values[0]) if len(values) else np.array([], dtype=int)
     return int(hits[0]) if len(hits) else None
 
 

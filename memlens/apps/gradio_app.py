@@ -244,6 +244,15 @@ def open_view(path) -> tuple[TraceView | None, str]:
                       "`memlens capture`; point the app at one (`memlens app PATH`) and reload the page.")
 
 
+def _step_slider(n_frames: int, value: int, **kwargs):
+    """The step slider of an episode of `n_frames` frames; a one-frame episode gets a fixed slider (gradio
+    refuses a slider whose minimum equals its maximum)."""
+    import gradio as gr
+
+    return gr.Slider(0, max(n_frames - 1, 1), value=min(value, max(n_frames - 1, 0)), step=1, label="step",
+                     interactive=n_frames > 1, **kwargs)
+
+
 def build_app(traces, compare=None):
     """The gradio Blocks app for the trace store at `traces` (and `compare`, a second store)."""
     import gradio as gr
@@ -259,7 +268,7 @@ def build_app(traces, compare=None):
         n0 = view.episode_data(first)["length"]
         with gr.Row():
             episode = gr.Dropdown([str(e) for e in view.episodes], value=str(first), label="episode", elem_id="episode")
-            step = gr.Slider(0, n0 - 1, value=0, step=1, label="step", elem_id="step")
+            step = _step_slider(n0, 0, elem_id="step")
         info = gr.Markdown(view.info(first, 0), elem_id="info")
         pending = gr.State(None)  # step to land on after a click switched the episode
         with gr.Row():
@@ -300,7 +309,8 @@ def build_app(traces, compare=None):
             ep = int(ep)
             s = int(pend) if pend is not None else 0
             n = view.episode_data(ep)["length"]
-            return (gr.Slider(0, n - 1, value=s, step=1, label="step"), None, *on_step(ep, s),
+            s = min(s, n - 1)
+            return (_step_slider(n, s), None, *on_step(ep, s),
                     *on_attention(ep))
 
         def heatmap_cell_to_step(ep: str, x: float, y: float) -> int:
