@@ -80,7 +80,7 @@ def event_frame(trace, event) -> int | None:
         raise AnalysisInputError(f"event must be one of {EVENTS}, a frame number, LABEL=VALUE, LABEL or a function "
                                  f"of the episode trace; got {event!r}.")
     if "label/phase" not in trace:
-        labels = sorted(n.removeprefix("label/") for n in trace.names if n.startswith("label/"))
+        labels = _label_names(trace)
         raise AnalysisInputError(
             f"event {event!r} is found from the 'phase' label, which this trace store does not have; it has the "
             f"labels {labels or 'none'}. Pass event=<frame>, event='LABEL=VALUE' (the first frame a label takes "
@@ -92,11 +92,15 @@ def event_frame(trace, event) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
+def _label_names(trace) -> list[str]:
+    return sorted(n.removeprefix("label/") for n in trace.names if n.startswith("label/"))
+
+
 def _label_event_frame(trace, event: str) -> int | None:
     name, _, value = event.partition("=")
     name = name.strip().removeprefix("label/")
     if f"label/{name}" not in trace:
-        labels = sorted(n.removeprefix("label/") for n in trace.names if n.startswith("label/"))
+        labels = _label_names(trace)
         raise AnalysisInputError(
             f"event {event!r} names the label {name!r}, which this trace store does not have; it has the labels "
             f"{labels or 'none'}. Use one of those (LABEL=VALUE: the first frame it takes VALUE; LABEL: the first "

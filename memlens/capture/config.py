@@ -67,6 +67,7 @@ class CaptureConfig:
         """What the trace store records of this capture: checkpoint identity, policy config, versions,
         these options and the `source` (`{"dataset": ...}` or `{"env": ...}`)."""
         cfg = loaded.config
+        compute = compute_precision(cfg, self.device)
         return {
             "checkpoint": str(loaded.path),
             "checkpoint_sha256": weights_sha256(loaded),
@@ -77,9 +78,9 @@ class CaptureConfig:
             "lerobot_version": version("lerobot"),
             # how the policy computed (`use_amp`: reduced-precision autocast); what the store holds is float32
             # (full attention maps float16), whatever the compute precision
-            "precision": {"compute": compute_precision(cfg, self.device),
-                          "memory_pass": "float32" if getattr(cfg, "amp_memory_fp32", True) or not cfg.use_amp
-                          else compute_precision(cfg, self.device), "stored": "float32"},
+            "precision": {"compute": compute,
+                          "memory_pass": "float32" if getattr(cfg, "amp_memory_fp32", True) else compute,
+                          "stored": "float32"},
             # what was recorded; how it ran (batch_episodes, device) may change when a capture resumes
             "capture_options": {k: v for k, v in asdict(self).items() if k not in ("batch_episodes", "device")},
         }

@@ -55,8 +55,9 @@ class SmolVLARMTConfig(SmolVLAConfig):
     # Under `use_amp` at inference: run the prefix pass that writes memory in float32 (the vision encoder and
     # the denoising steps keep reduced precision). The memory is a recurrence, and an all-bfloat16 pass drifts
     # from float32 by 7.8% after 50 updates at full size (29% after 200 on the tiny model); this halves it
-    # at full size and removes it on the tiny one (docs/performance.md). false: all in reduced precision. Training under `use_amp` computes every segment in reduced
-    # precision either way (K segments, not hundreds).
+    # at full size and removes it on the tiny one (docs/performance.md). false: all in reduced precision.
+    # Training under `use_amp` computes every segment in reduced precision either way (K segments, not
+    # hundreds).
     amp_memory_fp32: bool = True
 
     # Gradient accumulation (training only, see memlens/workflows/train_step.py): split every training

@@ -4,9 +4,9 @@ lerobot-train turns `--policy.use_amp=true` into Accelerate's mixed precision wi
 autocast dtype for the device (bfloat16 on CPU, float16 on CUDA), and lerobot-eval wraps its rollouts in
 `torch.autocast(device_type)`. `smolvla_rmt` applies the same autocast inside its own chunk and memory
 computations, so every engine that calls it (lerobot-eval, RTC, the async server, memlens's replay and
-rollouts) computes in the precision it was trained in. The memory *state* stays float32 whatever the
-compute dtype: it is a recurrence, and docs/performance.md measures how far a reduced-precision state
-drifts (bench/bench_precision.py).
+rollouts) computes in the precision it was trained in. The memory is a recurrence: at inference the prefix
+pass that writes it runs in float32 (`amp_memory_fp32`, `backbone.PrefixPass.full_precision`), and the
+state is stored float32; docs/performance.md measures the drift either way (bench/bench_precision.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,18 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type)
 
 
+def _amp(config, device) -> tuple[str, torch.dtype | None]:
+    """(device type, the autocast dtype `config` computes in there, or None for float32)."""
+    device_type = torch.device(device if device is not None else (config.device or "cpu")).type
+    return device_type, autocast_dtype(device_type) if getattr(config, "use_amp", False) else None
+
+
 def amp_context(config, device=None):
     """`torch.autocast` when `config.use_amp` and the device has it; else no change (with a one-line notice
     once when AMP was asked for on a device without it)."""
     if not getattr(config, "use_amp", False):
         return nullcontext()
-    device_type = torch.device(device if device is not None else (config.device or "cpu")).type
-    dtype = autocast_dtype(device_type)
+    device_type, dtype = _amp(config, device)
     if dtype is None:
         message = (f"memlens: use_amp=true, but torch has no autocast for device {device_type!r}: the policy "
                    "runs in float32.")
@@ -47,8 +52,5 @@ def amp_context(config, device=None):
 
 def compute_precision(config, device=None) -> str:
     """How a policy with this config computes, in words for provenance: 'float32' or 'bfloat16 autocast'."""
-    if not getattr(config, "use_amp", False):
-        return "float32"
-    device_type = torch.device(device if device is not None else (config.device or "cpu")).type
-    dtype = autocast_dtype(device_type)
+    dtype = _amp(config, device)[1]
     return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"

@@ -21,17 +21,17 @@ def _arg_value(args: list[str], name: str) -> str | None:
     return None
 
 
-def _replace_arg(args: list[str], name: str, value: str) -> list[str]:
+def _replace_arg(args: list[str], name: str, value: str | None) -> list[str]:
+    """`args` with `name`'s value (either `name=v` or `name v`) replaced by `value`, or dropped when None."""
     out, skip = [], False
     for i, arg in enumerate(args):
         if skip:
             skip = False
             continue
-        if arg.startswith(f"{name}="):
-            out.append(f"{name}={value}")
-        elif arg == name and i + 1 < len(args):
-            out.append(f"{name}={value}")
-            skip = True
+        if arg.startswith(f"{name}=") or (arg == name and i + 1 < len(args)):
+            skip = arg == name
+            if value is not None:
+                out.append(f"{name}={value}")
         else:
             out.append(arg)
     return out
@@ -57,20 +57,6 @@ def _validate_memory_args(args: list[str], memory_fields) -> None:
                         "for flags, and one of random/zeros/language for mem_init.") from exc
 
 
-def _drop_arg(args: list[str], name: str) -> list[str]:
-    out, skip = [], False
-    for i, arg in enumerate(args):
-        if skip:
-            skip = False
-        elif arg.startswith(f"{name}="):
-            continue
-        elif arg == name and i + 1 < len(args):
-            skip = True
-        else:
-            out.append(arg)
-    return out
-
-
 def _batch_chunk_args(args: list[str]) -> tuple[list[str], list[str]]:
     """The guide's `--batch_chunk=N` (gradient accumulation): N micro-batches of `--batch_size` per optimiser
     step, i.e. lerobot-train `--batch_size=batch_size*N --policy.batch_chunk=N`."""
@@ -92,7 +78,7 @@ def _batch_chunk_args(args: list[str]) -> tuple[list[str], list[str]]:
     if n < 1 or micro_size < 1:
         raise UserError(f"--batch_chunk (micro-batches per optimiser step) and --batch_size (rows per micro-batch) "
                         f"must be at least 1, got --batch_chunk={n} and --batch_size={micro_size}.")
-    args = _drop_arg(_drop_arg(args, "--batch_chunk"), "--batch_size")
+    args = _replace_arg(_replace_arg(args, "--batch_chunk", None), "--batch_size", None)
     args = [*args, f"--batch_size={micro_size * n}", f"--policy.batch_chunk={n}"]
     note = (f"gradient accumulation: {n} micro-batches of {micro_size} per optimiser step (the update of batch size "
             f"{micro_size * n}; lerobot-train logs that batch size).")

@@ -105,7 +105,8 @@ def update_policy(train_metrics, policy, batch, optimizer, grad_clip_norm, accel
     inner = accelerator.unwrap_model(policy, keep_fp32_wrapper=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    batch_size = int(inner.loss_elements(batch).shape[0])
+    elements = inner.loss_elements(batch)  # [B] valid loss elements per sample
+    batch_size = int(elements.shape[0])
     n = inner.config.batch_chunk
     slices = micro_slices(batch_size, n)
     if n > 1 and batch_size % n:
@@ -121,7 +122,6 @@ def update_policy(train_metrics, policy, batch, optimizer, grad_clip_norm, accel
     sample_weights = weight_stats = None
     if sample_weighter is not None:
         sample_weights, weight_stats = sample_weighter.compute_batch_weights(batch)
-    elements = inner.loss_elements(batch)  # [B] valid loss elements per sample
     total = elements.sum().float() if sample_weights is None else sample_weights.sum().float()
     if world > 1:  # DDP averages the processes' gradients: weigh by the global batch's count, times `world`
         total = accelerator.reduce(total.to(accelerator.device), reduction="sum") / world
