@@ -140,6 +140,19 @@ def train_batch(policy: SmolVLARMTPolicy, size: str, device: torch.device, batch
     return batch
 
 
+def elapsed_log(start: float):
+    """`log(msg)`: `msg` on stderr with the seconds since `start` (the benches' progress lines)."""
+    def log(msg):
+        print(f"  [{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def command_line() -> str:
+    """The line every bench prints first: the command that made its figures, with the environment it needs."""
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS") if k in os.environ)
+    return f"command: {env} {shlex.join([sys.executable, *sys.argv])}"
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -601,12 +614,8 @@ def main(argv=None) -> None:
         torch.set_autocast_dtype(device.type, getattr(torch, args.amp_dtype))
         USE_AMP[0] = True
     t_start = time.perf_counter()
-
-    def log(msg):
-        print(f"  [{time.perf_counter() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
-
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS") if k in os.environ)
-    print(f"command: {env} {shlex.join([sys.executable, *sys.argv])}")
+    log = elapsed_log(t_start)
+    print(command_line())
     print(f"precision: {'use_amp, ' + args.amp_dtype + ' autocast' if args.amp_dtype else 'float32'}")
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}; host: {platform.node()}; "
           f"{platform.machine()}, {os.cpu_count()} CPUs; device: {device}"

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_policy import make_policy, obs_batch  # noqa: E402
+from bench_policy import command_line, elapsed_log, make_policy, obs_batch  # noqa: E402
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS  # noqa: E402
 
 from memlens.policy.precision import amp_context, autocast_dtype  # noqa: E402
@@ -146,12 +145,8 @@ def main(argv=None) -> None:
 
     logging.disable(logging.WARNING)
     start = time.perf_counter()
-
-    def log(msg):
-        print(f"  [{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
-
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS") if k in os.environ)
-    print(f"command: {env} {shlex.join([sys.executable, *sys.argv])}")
+    log = elapsed_log(start)
+    print(command_line())
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}; {platform.machine()}, {os.cpu_count()} "
           f"CPUs; torch {torch.__version__}, {torch.get_num_threads()} thread(s); random weights")
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:

@@ -28,7 +28,6 @@ import argparse
 import datetime
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -44,7 +43,7 @@ import ctypes  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_policy import make_policy, sync, train_batch  # noqa: E402
+from bench_policy import command_line, elapsed_log, make_policy, sync, train_batch  # noqa: E402
 
 KS = (1, 2, 4, 8)
 M = 4
@@ -163,12 +162,8 @@ def main(argv=None) -> None:
     logging.disable(logging.WARNING)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
-
-    def log(msg):
-        print(f"  [{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
-
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS") if k in os.environ)
-    print(f"command: {env} {shlex.join([sys.executable, *sys.argv])}")
+    log = elapsed_log(start)
+    print(command_line())
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}; {platform.machine()}, {os.cpu_count()} "
           f"CPUs; device: {device}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
