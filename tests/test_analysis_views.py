@@ -28,29 +28,9 @@ from memlens.analysis.figures import nan_mean_std, stack_ragged
 from memlens.cli import app
 from memlens.store import TraceStore
 
+from conftest import derived_store
+
 runner = CliRunner()
-
-
-def derived_store(src, dst, *, drop=(), keep_updates=None, episodes=None):
-    """A copy of trace store `src` (its `episodes`, default all) at `dst` without the arrays whose names start
-    with one of `drop`, and with episode e cut to its first `keep_updates[e]` updates (and their frames)."""
-    src = TraceStore.open(src)
-    keep = lambda name: not name.startswith(tuple(drop))  # noqa: E731
-    sites = {n: s for n, s in src.sites.items() if keep(n)}
-    out = TraceStore.create(dst, manifest={"provenance": src.provenance, "sites": sites})
-    for e in episodes if episodes is not None else src.episodes():
-        trace = src.episode(e)
-        arrays = {n: trace.load(n) for n in trace.names if keep(n)}
-        attrs = dict(trace.attrs)
-        n_upd = (keep_updates or {}).get(e)
-        if n_upd is not None:
-            n_frames = int(trace.load("memory/update_frame")[n_upd])
-            for n, a in arrays.items():
-                axis0 = src.sites[n]["shape"][0]
-                arrays[n] = a[:n_upd] if axis0 == "U" else a[:n_frames] if axis0 == "T" else a
-            attrs.update(length=n_frames, n_updates=n_upd)
-        out.write_episode(e, arrays, attrs)
-    return dst
 
 
 @pytest.fixture(scope="module")

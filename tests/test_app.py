@@ -10,6 +10,8 @@ import pytest
 from memlens.apps.gradio_app import TraceView, check_port, free_port, serve
 from memlens.errors import UserError
 
+from conftest import derived_store
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -263,18 +265,9 @@ def test_a_store_whose_first_episode_has_one_frame_opens(analysis_traces, tmp_pa
     from memlens.apps.gradio_app import build_app
     from memlens.store import TraceStore
 
-    src = TraceStore.open(analysis_traces)
-    dst = TraceStore.create(tmp_path / "one_frame", manifest={"provenance": src.provenance, "sites": src.sites})
-    for e in src.episodes()[:3]:
-        trace = src.episode(e)
-        arrays = {n: trace.load(n) for n in trace.names}
-        attrs = dict(trace.attrs)
-        if e == src.episodes()[0]:  # one frame, one memory update
-            for n in arrays:
-                if src.sites[n]["shape"][0] in ("T", "U"):
-                    arrays[n] = arrays[n][:1]
-            attrs.update(length=1, n_updates=1)
-        dst.write_episode(e, arrays, attrs)
+    episodes = TraceStore.open(analysis_traces).episodes()[:3]
+    derived_store(analysis_traces, tmp_path / "one_frame", episodes=episodes,
+                  keep_updates={episodes[0]: (1, 1)})  # first episode: one memory update, one frame
     app = build_app(tmp_path / "one_frame")
     view = app.memlens_view
     first = view.episodes[0]
