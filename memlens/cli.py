@@ -256,6 +256,8 @@ def capture_cmd(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing trace store at --out and start over."),
     attention_only: bool = typer.Option(False, "--attention-only", help="Capture a checkpoint without memory (attention and actions only)."),
+    embed: bool = typer.Option(False, "--embed", help="Also fit the UMAP of every memory state and save it beside the "
+                               "traces, so `memlens app` opens with it at once (otherwise the app fits it itself)."),
 ):
     """Record memory and attention at every step while dataset episodes replay (the main job).
 
@@ -288,6 +290,55 @@ def capture_cmd(
             store = capture(ckpt, dataset, str(out), root=root, episodes=eps, config=config, overwrite=overwrite,
                             progress=progress)
     typer.echo(f"{len(store.episodes())} episodes in {out}")
+    if embed and not attention_only:
+        from memlens.analysis.store_embedding import embed_store
+
+        typer.echo(embed_store(store))
+
+
+store_app = typer.Typer(cls=_Commands, no_args_is_help=True, help="Maintain trace stores (memlens store pack).")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("pack")
+def store_pack(
+    traces: str = typer.Argument(..., help="Trace store written by memlens capture."),
+    consolidate: bool = typer.Option(False, "--consolidate", help="Replace all packs by one of every episode."),
+):
+    """Pack a trace store's episodes, so whole-store reads (memory_states, the app's UMAP) are fast.
+
+    A pack holds the committed episodes' arrays (not camera frames) concatenated: a few large reads instead
+    of thousands of small ones. Episodes are not changed. Rerun it after adding episodes (it packs the new
+    ones); a store captured before packs existed reads as before until packed.
+
+    Example:  memlens store pack traces/cue
+    """
+    import errno
+    import time
+
+    from memlens.store import TraceStore
+
+    start = time.perf_counter()
+    try:
+        store = TraceStore.create(traces, manifest=TraceStore.open(traces).manifest)
+        name = store.pack(consolidate=consolidate)
+    except OSError as e:
+        if isinstance(e, UserError) or e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise UserError(f"cannot pack the trace store at {traces}: it cannot be written here ({e.strerror}: "
+                        f"{e.filename}). Nothing was changed; it reads as before (episode by episode, slower). "
+                        "Pack it where it is writable, or copy it somewhere writable first.") from None
+    packs = store.packs()
+    packed = sorted({e for p in packs.values() for e in p["episodes"]})
+    if name is None:
+        typer.echo(f"nothing to pack: the {len(packed)} packed episodes of {traces} are all its committed ones "
+                   f"({len(packs)} pack{'s' * (len(packs) != 1)})")
+        return
+    arrays = packs[name]["arrays"]
+    typer.echo(f"packed {len(packs[name]['episodes'])} episodes ({len(arrays)} arrays, "
+               f"{sum(a['nbytes'] for a in arrays.values()) / 1e6:.1f} MB) into {name} in "
+               f"{time.perf_counter() - start:.1f} s; {len(packed)} episodes of {traces} are in "
+               f"{len(packs)} pack{'s' * (len(packs) != 1)}")
 
 
 @app.command("intervene")
@@ -356,7 +407,7 @@ def plot(
     episode: int = typer.Option(None, help="One episode (heatmap, attention: that episode instead of the mean; "
                                            "dynamics: only it; umap: highlighted)."),
     episodes: str = typer.Option(None, help="Episodes to use, e.g. 0:20 or 3,5,9 (default: all)."),
-    value: str = typer.Option("norm", help="Heat-map value: norm (token norm) or delta (change since the previous update)."),
+    value: str = typer.Option("norm", help="Heat-map value: norm (token norm), standardised (norm standardised per token) or delta (change since the previous update)."),
     color_by: str = typer.Option("time", help="UMAP colour: time, task, episode or a label (e.g. cue)."),
     layer: int = typer.Option(None, help="Attention of one VLM layer (default: mean over layers)."),
     event: str = typer.Option("cue_end", help="Dynamics: what to align to: cue_end or go (memlens's tasks), a frame "

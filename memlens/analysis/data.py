@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from memlens.errors import UserError
-from memlens.store import TraceStore
+from memlens.store import EpisodeNotFoundError, TraceStore
 
 MEMORY_SITES = ("memory/write", "memory/read")
 
@@ -82,7 +82,8 @@ def select_episodes(store: TraceStore, episodes=None) -> list[int]:
     if episodes is None:
         return have
     episodes = [int(e) for e in episodes]
-    missing = [e for e in episodes if e not in set(have)]
+    committed = set(have)
+    missing = [e for e in episodes if e not in committed]
     if missing:
         raise AnalysisInputError(f"episodes {missing} are not in the trace store at {store.url}; it holds "
                                  f"{len(have)} episodes ({have[:10]}{' ...' if len(have) > 10 else ''}).")
@@ -90,7 +91,10 @@ def select_episodes(store: TraceStore, episodes=None) -> list[int]:
 
 
 def memory_states(store, episodes=None, *, site: str = "memory/write") -> MemoryStates:
-    """All memory states (`site`: `memory/write`, the default, or `memory/read`) of `episodes`."""
+    """All memory states (`site`: `memory/write`, the default, or `memory/read`) of `episodes`.
+
+    Labels are those every selected episode holds. Arrays come from `TraceStore.gather` (one read per
+    array from the store's packs, when it is packed: `memlens store pack`)."""
     store = as_store(store)
     if site not in MEMORY_SITES:
         raise AnalysisInputError(f"site {site!r} is not a memory site; expected one of {MEMORY_SITES}.")
@@ -100,22 +104,31 @@ def memory_states(store, episodes=None, *, site: str = "memory/write") -> Memory
         raise AnalysisInputError(
             f"the trace store at {store.url} has no {site!r} arrays (captured with a checkpoint without memory, "
             f"or with --attention-only); it holds {first.names}. Capture a memory checkpoint to analyse memory.")
-    xs, ep_ids, upd, frames, labels = [], [], [], [], {}
-    for e in eps:
-        trace = store.episode(e)
-        x = trace.load(site)
-        at = trace.load("memory/update_frame")
-        xs.append(x)
-        ep_ids.append(np.full(len(x), e))
-        upd.append(np.arange(len(x)))
-        frames.append(at)
-        for name in trace.names:
-            if name.startswith("label/"):
-                labels.setdefault(name.removeprefix("label/"), []).append(trace.load(name)[at])
-    n = sum(len(x) for x in xs)
-    labels = {k: np.concatenate(v) for k, v in labels.items() if sum(map(len, v)) == n}
-    return MemoryStates(np.concatenate(xs).astype(np.float32), np.concatenate(ep_ids), np.concatenate(upd),
-                        np.concatenate(frames), labels, site)
+    x, offsets = store.gather(site, eps)
+    at, at_offsets = store.gather("memory/update_frame", eps)
+    counts = np.diff(offsets)
+    labels = {}
+    for name in (n for n in first.names if n.startswith("label/") and len(at) == len(x)):
+        try:
+            values, frame_offsets = store.gather(name, eps)
+        except EpisodeNotFoundError:
+            raise
+        except KeyError:  # an episode without this label: dropped
+            continue
+        labels[name.removeprefix("label/")] = values[_frame_rows(at, np.diff(at_offsets), frame_offsets)]
+    return MemoryStates(x.astype(np.float32, copy=False), np.repeat(np.asarray(eps), counts),
+                        np.arange(len(x)) - np.repeat(offsets[:-1], counts), at, labels, site)
+
+
+def _frame_rows(at: np.ndarray, counts: np.ndarray, frame_offsets: np.ndarray) -> np.ndarray:
+    """Rows of a gathered per-frame array at each update's frame (`label[update_frame]` per episode;
+    `counts`: updates per episode)."""
+    lengths = np.repeat(np.diff(frame_offsets), counts)
+    local = np.where(at < 0, at + lengths, at)
+    bad = np.flatnonzero((local < 0) | (local >= lengths))
+    if len(bad):
+        raise IndexError(f"index {at[bad[0]]} is out of bounds for axis 0 with size {lengths[bad[0]]}")
+    return np.repeat(frame_offsets[:-1], counts) + local
 
 
 def checkpoint_of(store) -> str:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.base import clone
 
 from memlens.analysis.data import (
     AnalysisInputError,
@@ -39,8 +39,10 @@ from memlens.analysis.data import (
     memory_states,
     store_name,
 )
-from memlens.analysis.estimators import MemoryEmbedding
 from memlens.analysis.figures import save_figure
+
+if TYPE_CHECKING:  # scikit-learn loads when a map is fitted, not when a saved one is read
+    from memlens.analysis.estimators import MemoryEmbedding
 
 FORMAT = "memlens.memory_embedding/2"
 MIN_STATES = 10
@@ -152,6 +154,10 @@ def fit_map(data, episodes=None, *, site: str = "memory/write", estimator: Memor
     one built from `params`). Needs at least 10 states from 2 episodes."""
     if estimator is not None and params:
         raise TypeError(f"pass an estimator or its parameters, not both (got {sorted(params)}).")
+    from sklearn.base import clone
+
+    from memlens.analysis.estimators import MemoryEmbedding
+
     estimator = clone(estimator) if estimator is not None else MemoryEmbedding(**params)
     x, index = _rows(data, episodes, site)
     n_eps = len(np.unique(index.episode))

@@ -135,4 +135,17 @@ def capture(ckpt, dataset: str, out: str, *, root: str | None = None, episodes: 
             done += 1
             if progress is not None:
                 progress("episode", done, len(mine))
+    if todo:
+        pack_store(store)
     return store
+
+
+def pack_store(store) -> None:
+    """Pack the episodes just captured (fast whole-store reads); a failure only warns: they are committed."""
+    import warnings
+
+    try:
+        store.pack()
+    except OSError as e:  # ReadOnlyStoreError included
+        warnings.warn(f"the captured episodes are committed, but packing them failed ({e}); the trace store reads "
+                      f"episode by episode (slower) until `memlens store pack {store.url}` succeeds.", stacklevel=2)

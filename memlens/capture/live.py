@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from memlens.capture.config import CaptureConfig
-from memlens.capture.dataset import chunk_arrays
+from memlens.capture.dataset import chunk_arrays, pack_store
 from memlens.capture.sites import Site, label_site
 from memlens.errors import UserError
 from memlens.runtime.rollout import check_policy_matches_env, episode_length, rollout, single_env
@@ -93,4 +93,6 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
                     progress("episode", n_episodes - len(todo) + start + b + 1, n_episodes)
     finally:
         env.close()
+    if todo:
+        pack_store(store)
     return store

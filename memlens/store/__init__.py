@@ -1,6 +1,7 @@
 """The trace store: what `memlens capture` writes and analysis reads (numpy arrays and JSON, no torch).
 
-Each episode is a Zarr v3 group of named arrays plus JSON attrs, committed atomically; see
+Each episode is a Zarr v3 group of named arrays plus JSON attrs, committed atomically; packs
+(`memlens.store.packs`) consolidate committed episodes for fast whole-store reads. See
 `memlens.store.format` for the layout and ``docs/trace_store.md`` for the guide.
 """
 
@@ -16,6 +17,7 @@ from memlens.store.errors import (
     TraceStoreNotFoundError,
 )
 from memlens.store.format import SCHEMA_VERSION
+from memlens.store.packs import PackedArray
 from memlens.store.store import EpisodeTrace, LazyArray, TraceStore
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "EpisodeTrace",
     "LazyArray",
     "NotATraceStoreError",
+    "PackedArray",
     "ProvenanceMismatchError",
     "ReadOnlyStoreError",
     "SchemaVersionError",

@@ -24,11 +24,14 @@ from memlens.store.format import (
     EMPTY_GROUP_JSON,
     EPISODES_DIR,
     MANIFEST_NAME,
+    PACK_INDEX,
+    PACKS_DIR,
     STAGING_DIR,
     STALE_STAGING_SECONDS,
     ZARR_JSON,
     episode_name,
     parse_episode_name,
+    parse_pack_name,
 )
 
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
@@ -189,12 +192,67 @@ class LocalBackend:
             pass
         shutil.rmtree(trash, ignore_errors=True)
 
+    # --- packs ----------------------------------------------------------------------------------------
+    def list_packs(self) -> list[str]:
+        """Names of the pack directories in ``packs/`` (complete or not), sorted."""
+        try:
+            with os.scandir(self._p(PACKS_DIR)) as it:
+                return sorted(e.name for e in it if parse_pack_name(e.name) is not None and e.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def pack_exists(self, name: str) -> bool:
+        return os.path.exists(self._p(f"{PACKS_DIR}/{name}/{PACK_INDEX}"))
+
+    def begin_pack(self, name: str):
+        """A fresh staging dir for pack ``name`` and a Zarr store rooted at it: (store, token)."""
+        path = self._staging_dir("pack")
+        os.mkdir(path)
+        return zarr.storage.LocalStore(path), path
+
+    def commit_pack(self, name: str, token: str, index: bytes) -> None:
+        """Write ``pack.json`` into the staged pack and rename it into ``packs/`` (the commit)."""
+        with open(os.path.join(token, PACK_INDEX), "wb") as f:
+            f.write(index)
+        os.makedirs(self._p(PACKS_DIR), exist_ok=True)
+        if not os.path.exists(self._p(f"{PACKS_DIR}/{ZARR_JSON}")):
+            self._write_atomic(f"{PACKS_DIR}/{ZARR_JSON}", EMPTY_GROUP_JSON)
+        os.rename(token, self._p(f"{PACKS_DIR}/{name}"))
+
+    def abort_pack(self, token) -> None:
+        self.abort_episode(token)
+
+    def delete_pack(self, name: str) -> None:
+        """Unpublish atomically (rename into staging), then remove the files; a no-op if absent."""
+        trash = self._staging_dir("deleted.pack")
+        try:
+            os.rename(self._p(f"{PACKS_DIR}/{name}"), trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def clear_packs(self) -> None:
+        trash = self._staging_dir("deleted.packs")
+        try:
+            os.rename(self._p(PACKS_DIR), trash)
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def remove_incomplete_packs(self) -> list[str]:
+        """Pack dirs without ``pack.json``: never a live writer's here (packs are renamed in whole)."""
+        gone = [n for n in self.list_packs() if not self.pack_exists(n)]
+        for name in gone:
+            self.delete_pack(name)
+        return gone
+
     def clean_staging(self) -> list[str]:
         """Remove staging dirs of dead writers of this host, and of any host after `STALE_STAGING_SECONDS`.
 
-        A live writer's dir (same host, pid alive) is never touched; names are ``<label>-<host>-<pid>-<uuid>``.
+        A live writer's dir (same host, pid alive) is never touched; names are ``<label>-<host>-<pid>-<uuid>``
+        (episodes and packs being written, trash). Pack dirs without ``pack.json`` are removed too.
         """
-        removed = []
+        removed = self.remove_incomplete_packs()
         try:
             entries = list(os.scandir(self._p(STAGING_DIR)))
         except FileNotFoundError:
@@ -318,5 +376,49 @@ class FsspecBackend:
         if self.fs.exists(self._p(EPISODES_DIR)):
             self.fs.rm(self._p(EPISODES_DIR), recursive=True)
 
+    # --- packs: written in place, committed by pack.json written last -------------------------------------
+    def list_packs(self) -> list[str]:
+        try:
+            entries = self.fs.ls(self._p(PACKS_DIR), detail=True)
+        except FileNotFoundError:
+            return []
+        names = (posixpath.basename(e["name"].rstrip("/")) for e in entries if e.get("type") == "directory")
+        return sorted(n for n in names if parse_pack_name(n) is not None)
+
+    def pack_exists(self, name: str) -> bool:
+        return self.fs.exists(self._p(f"{PACKS_DIR}/{name}/{PACK_INDEX}"))
+
+    def begin_pack(self, name: str):
+        if not self.fs.exists(self._p(f"{PACKS_DIR}/{ZARR_JSON}")):
+            self.fs.pipe_file(self._p(f"{PACKS_DIR}/{ZARR_JSON}"), EMPTY_GROUP_JSON)
+        return self._zarr_store(f"{PACKS_DIR}/{name}", read_only=False), name
+
+    def commit_pack(self, name: str, token, index: bytes) -> None:
+        self.fs.pipe_file(self._p(f"{PACKS_DIR}/{name}/{PACK_INDEX}"), index)
+
+    def abort_pack(self, token) -> None:
+        if token and self.fs.exists(self._p(f"{PACKS_DIR}/{token}")):
+            self.fs.rm(self._p(f"{PACKS_DIR}/{token}"), recursive=True)
+
+    def delete_pack(self, name: str) -> None:
+        """Unpublish (remove ``pack.json``) first, then the files."""
+        if self.pack_exists(name):
+            self.fs.rm(self._p(f"{PACKS_DIR}/{name}/{PACK_INDEX}"))
+        if self.fs.exists(self._p(f"{PACKS_DIR}/{name}")):
+            self.fs.rm(self._p(f"{PACKS_DIR}/{name}"), recursive=True)
+
+    def clear_packs(self) -> None:
+        for name in self.list_packs():
+            self.delete_pack(name)
+        if self.fs.exists(self._p(PACKS_DIR)):
+            self.fs.rm(self._p(PACKS_DIR), recursive=True)
+
+    def remove_incomplete_packs(self) -> list[str]:
+        """Pack dirs without ``pack.json``: a dead packer's, or a live one's (only call when none is packing)."""
+        gone = [n for n in self.list_packs() if not self.pack_exists(n)]
+        for name in gone:
+            self.delete_pack(name)
+        return gone
+
     def clean_staging(self) -> list[str]:
-        return []
+        return []  # an unfinished pack may be a live writer's: only pack(consolidate=True) removes them

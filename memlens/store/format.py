@@ -14,7 +14,15 @@ Layout (schema version 1; ``<ep>`` is the episode index zero-padded to 6 digits,
                                      {shape, dtype, chunks}}, "committed_at", "writer": {host, pid}}
           memory/write/zarr.json     one Zarr array per name; "/" in a name is a nested group
           memory/write/c/0/0/0       chunk files: zstd (level 3, with checksum), time axis in 256-step chunks
-      .staging/                      local stores only: episodes being written, and trash being deleted
+      packs/                         optional, derived: consolidated copies of committed episodes (below)
+        zarr.json                    empty Zarr v3 group
+        p-<first>-<last>-<uuid8>/    one pack: a Zarr v3 group, first/last = its lowest/highest episode
+          pack.json                  its index, written last: {"format": "memlens.trace.pack", "pack_version",
+                                     "episodes", "arrays": {name: {"episodes", "offsets", "shape_tail", "dtype",
+                                     "chunk_rows"}}, "markers": {ep: .committed}, "attrs": {ep: attrs},
+                                     "store_created_at": manifest's created_at, "packed_at", "writer"}
+          memory/write/...           one Zarr array per name: the covered episodes' arrays concatenated on axis 0
+      .staging/                      local stores only: episodes and packs being written, trash being deleted
 
 Commit protocol. Local filesystem: an episode is written under ``.staging/<ep>-<host>-<pid>-<uuid>/``
 (marker included) and ``os.rename``d into ``episodes/<ep>``; the rename is the commit, so readers list
@@ -22,6 +30,15 @@ the directories of ``episodes/`` and never see half an episode. Other fsspec URL
 ``memory://``...): the group is written in place and ``.committed`` is written last; readers list only
 episodes holding the marker. The marker is written in both cases, so a local store copied to an object
 store stays valid.
+
+Packs (`memlens.store.packs`) are additive and optional, so they need no schema bump: a store without
+``packs/`` reads as before, and deleting ``packs/`` is always safe. A pack holds, for every array name of
+its episodes except camera frames (``frames/...``), 0-d arrays and arrays over ``PACK_MAX_EPISODE_BYTES``
+in one episode, one array concatenated along axis 0; ``arrays[name]["episodes"]`` lists the episodes it
+holds (those with that name and the first holder's trailing shape and dtype, in pack order) and
+``offsets`` their first rows (plus the total). Everything else is read from the episode. A pack is
+committed like an episode: staged and renamed into ``packs/`` locally, ``pack.json`` written last on
+other URLs; readers ignore a pack without ``pack.json``.
 
 Why Zarr v3 (and not Parquet, HDF5 or .npz): traces are n-d tensors (``[U, M, H]`` memory,
 ``[U, L, NH, M, G]`` attention) read by time slices. Zarr stores each one as a chunked, compressed n-d
@@ -54,6 +71,14 @@ COMMIT_MARKER = ".committed"
 ZARR_JSON = "zarr.json"
 EMPTY_GROUP_JSON = b'{\n  "zarr_format": 3,\n  "node_type": "group",\n  "attributes": {}\n}'
 
+PACKS_DIR = "packs"
+PACK_INDEX = "pack.json"
+PACK_FORMAT = "memlens.trace.pack"
+PACK_VERSION = 1
+PACK_MAX_EPISODE_BYTES = 4 * 2**20  # larger arrays of an episode stay per-episode only
+PACK_CHUNK_BYTES = 16 * 2**20  # rows per chunk of a packed array: about this many bytes
+FRAMES_PREFIX = "frames/"  # camera frames are never packed
+
 EPISODE_NAME_WIDTH = 6
 CHUNK_STEPS = 256  # time steps per chunk along the first axis
 MAX_CHUNK_BYTES = 8 * 2**20  # chunks are split further along the other axes above this
@@ -76,6 +101,32 @@ def episode_name(ep: int) -> str:
 def parse_episode_name(name: str) -> int | None:
     """The episode index of a directory name of ``episodes/``, or None if it is not one."""
     return int(name) if name.isascii() and name.isdigit() else None
+
+
+_PACK_NAME = re.compile(r"^p-(\d+)-(\d+)-([0-9a-f]{8})$")
+
+
+def pack_name(first: int, last: int, uid: str) -> str:
+    """``(0, 999, "1a2b3c4d") -> "p-000000-000999-1a2b3c4d"``."""
+    return f"p-{episode_name(first)}-{episode_name(last)}-{uid}"
+
+
+def parse_pack_name(name: str) -> tuple[int, int] | None:
+    """The (first, last) episode of a directory name of ``packs/``, or None if it is not one."""
+    m = _PACK_NAME.match(name) if isinstance(name, str) else None
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def packable(name: str, shape, dtype) -> bool:
+    """Whether a pack holds this array of an episode: not a camera frame, not 0-d, at most 4 MiB."""
+    return (not name.startswith(FRAMES_PREFIX) and len(shape) > 0
+            and math.prod(shape) * np.dtype(dtype).itemsize <= PACK_MAX_EPISODE_BYTES)
+
+
+def pack_chunk_rows(tail, itemsize: int, total: int) -> int:
+    """Rows per chunk of a packed array: whole up to about `PACK_CHUNK_BYTES`, at least 1."""
+    row = max(1, math.prod(tail) * itemsize)
+    return max(1, min(total, PACK_CHUNK_BYTES // row))
 
 
 def check_array_name(name: str) -> None:

@@ -10,6 +10,8 @@
     >>> ep.attrs["task"], ep.names                      # json attrs, array names
     >>> ep["memory/write"][10:20]                       # lazy: reads only the chunks of steps 10..19
     >>> ep.load("memory/write")                         # the whole array as np.ndarray
+    >>> trace.gather("memory/write")                    # every episode's, concatenated, and row offsets
+    >>> store.pack()                                    # writer: consolidate committed episodes (packs)
 
 The on-disk layout and the reasons for Zarr v3 are in `memlens.store.format` and ``docs/trace_store.md``.
 """
@@ -18,10 +20,12 @@ from __future__ import annotations
 
 import copy
 import datetime
+import errno
 import json
 import math
 import operator
 import os
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -40,6 +44,7 @@ from memlens.store.errors import (
     SchemaVersionError,
     TraceStoreNotFoundError,
 )
+from memlens.store import packs as _packs
 from memlens.store.format import (
     COMMIT_MARKER,
     EPISODES_DIR,
@@ -95,6 +100,8 @@ class TraceStore:
         self._backend = backend
         self._manifest = manifest
         self._overwrite = overwrite
+        self._pack_state: _packs.PackIndex | None = None  # listed on first need
+        self._pack_lock = threading.Lock()
 
     # --- constructors ---------------------------------------------------------------------------------
     @classmethod
@@ -128,6 +135,7 @@ class TraceStore:
                     raise NotATraceStoreError(_not_a_store(
                         backend, f"a non-empty directory without {MANIFEST_NAME} ({_few(entries)})", creating=True))
         if existing is not None and overwrite:
+            backend.clear_packs()  # before the episodes they hold
             backend.clear_episodes()
             backend.replace_manifest(_dumps(new))
             existing = new
@@ -209,6 +217,16 @@ class TraceStore:
     def __contains__(self, ep) -> bool:
         return self.has_episode(ep)
 
+    def refresh(self) -> None:
+        """List ``packs/`` again (this object lists it once, on first need; `gather` re-lists it too)."""
+        self._pack_index().refresh()
+
+    def _pack_index(self) -> _packs.PackIndex:
+        with self._pack_lock:
+            if self._pack_state is None:
+                self._pack_state = _packs.PackIndex(self._backend, self._manifest.get("created_at"))
+            return self._pack_state
+
     def __repr__(self) -> str:
         return f"TraceStore({self.url!r}, read_only={self.read_only})"
 
@@ -247,6 +265,7 @@ class TraceStore:
         attrs = {"episode_index": ep, **attrs}
         if not self._overwrite and self._backend.is_committed(name):
             raise EpisodeExistsError(self._exists_message(ep))
+        _packs.invalidate(self, [ep])  # a pack holding an older version of it (replaced, or deleted before)
         zstore, token = self._backend.begin_episode(name, replace=self._overwrite)
         try:
             group = zarr.create_group(store=zstore, attributes=attrs, zarr_format=3)
@@ -265,6 +284,8 @@ class TraceStore:
         if not committed:
             self._backend.abort_episode(token)
             raise EpisodeExistsError(self._exists_message(ep, concurrent=True))
+        if self._overwrite:
+            _packs.invalidate(self, [ep])  # packed by a concurrent pack() before the commit
 
     def _exists_message(self, ep: int, concurrent: bool = False) -> str:
         how = "another writer committed it while this one was writing" if concurrent else "it is already committed"
@@ -278,19 +299,62 @@ class TraceStore:
         The way to re-capture a corrupted episode: delete it, then rerun the capture (it resumes).
         """
         self._check_writable("delete an episode")
-        self._backend.delete_episode(episode_name(_index(ep)))
+        ep = _index(ep)
+        _packs.invalidate(self, [ep])
+        self._backend.delete_episode(episode_name(ep))
+
+    def pack(self, consolidate: bool = False) -> str | None:
+        """Consolidate committed episodes into a pack, so reading an array of every episode (`gather`,
+        `memlens.analysis.memory_states`) is a few large reads; returns the (last) new pack's name.
+
+        Packs every committed episode no valid pack covers into new packs of at most 1,000 episodes each
+        (None if there are none);
+        ``consolidate=True`` writes packs of every committed episode, then deletes the others (None if
+        that is what is there). Packs whose episodes were deleted or replaced behind their back are deleted.
+        Episodes are not changed. See ``docs/trace_store.md``, "Packs".
+        """
+        self._check_writable("pack the episodes")
+        try:
+            return _packs.write_pack(self, consolidate=consolidate)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise ReadOnlyStoreError(
+                f"Cannot pack the trace store at {self.url}: it cannot be written here ({e.strerror}: {e.filename}). "
+                "Nothing was changed; it reads as before (episode by episode, slower). Pack it where it is "
+                "writable (memlens store pack PATH), or copy it somewhere writable first.") from None
+
+    def packs(self) -> dict[str, dict]:
+        """The store's packs, listed now: name -> ``{"episodes": [...], "packed_at",
+        "arrays": {array: {"episodes": n, "rows": n, "nbytes": raw bytes}}}``."""
+        return _packs.summary(self)
+
+    def gather(self, name: str, episodes=None) -> tuple[np.ndarray, np.ndarray]:
+        """The array ``name`` of ``episodes`` (default: all committed) concatenated along axis 0, in the order
+        given, and the row offsets ``[len(episodes) + 1]``: episode ``episodes[i]`` is rows
+        ``offsets[i]:offsets[i + 1]``. Served from packs where they hold it, otherwise read per episode
+        (concurrently). `EpisodeNotFoundError` for an episode not committed, `KeyError` for one lacking it.
+        """
+        return _packs.gather(self, name, episodes)
 
     # --- reading --------------------------------------------------------------------------------------
     def episode(self, ep: int) -> EpisodeTrace:
-        """The committed episode ``ep`` (metadata read now, arrays lazily). `EpisodeNotFoundError` if absent."""
-        ep = _index(ep)
+        """The committed episode ``ep`` (metadata read now, arrays lazily). `EpisodeNotFoundError` if absent.
+
+        A packed episode's metadata comes from its pack (no file read but the committed check)."""
+        return self._episode(_index(ep))
+
+    def _episode(self, ep: int) -> EpisodeTrace:
         name = episode_name(ep)
         if not self._backend.is_committed(name):
-            eps = self.episodes()
-            raise EpisodeNotFoundError(
-                f"Episode {ep} is not in the trace store at {self.url}: it holds {len(eps)} committed episodes"
-                + (f" ({_few(eps)})" if eps else "") + ". It may not be captured yet, still being written, "
-                "or deleted; run `memlens capture` on it (it resumes and adds missing episodes).")
+            raise _not_found(self, ep, self.episodes())
+        pack = self._pack_index().live_pack_of(ep)
+        try:
+            if pack is not None:
+                return EpisodeTrace(self, ep, {n: dict(i) for n, i in pack.arrays_of(ep).items()},
+                                    copy.deepcopy(pack.attrs[ep]), pack=pack)
+        except _META_ERRORS:
+            pass  # a damaged marker in pack.json: the episode's own files say what it is
         try:
             marker = json.loads(self._backend.read_bytes(f"{EPISODES_DIR}/{name}/{COMMIT_MARKER}"))
             group = json.loads(self._backend.read_bytes(f"{EPISODES_DIR}/{name}/{ZARR_JSON}"))
@@ -299,11 +363,18 @@ class TraceStore:
             attrs = dict(group["attributes"])
         except FileNotFoundError as e:
             if not self._backend.is_committed(name):  # deleted meanwhile
-                return self.episode(ep)
+                return self._episode(ep)
             raise _corrupt(self, ep, None, e) from e
         except _META_ERRORS as e:
             raise _corrupt(self, ep, None, e) from e
         return EpisodeTrace(self, ep, arrays, attrs)
+
+
+def _not_found(store: TraceStore, ep: int, eps: list[int]) -> EpisodeNotFoundError:
+    return EpisodeNotFoundError(
+        f"Episode {ep} is not in the trace store at {store.url}: it holds {len(eps)} committed episodes"
+        + (f" ({_few(eps)})" if eps else "") + ". It may not be captured yet, still being written, "
+        "or deleted; run `memlens capture` on it (it resumes and adds missing episodes).")
 
 
 def _corrupt(store: TraceStore, ep: int, array: str | None, e: BaseException) -> CorruptEpisodeError:
@@ -320,11 +391,12 @@ def _corrupt(store: TraceStore, ep: int, array: str | None, e: BaseException) ->
 class EpisodeTrace:
     """One committed episode: ``attrs`` (dict), ``names`` (array names), lazy arrays by name."""
 
-    def __init__(self, store: TraceStore, index: int, arrays: dict, attrs: dict):
+    def __init__(self, store: TraceStore, index: int, arrays: dict, attrs: dict, *, pack=None):
         self._store = store
         self.index = index
         self._arrays = arrays
         self.attrs = attrs
+        self._pack = pack  # the pack serving its packed arrays, or None
 
     @property
     def names(self) -> list[str]:
@@ -339,10 +411,18 @@ class EpisodeTrace:
     def __contains__(self, name: str) -> bool:
         return name in self._arrays
 
-    def __getitem__(self, name: str) -> LazyArray:
-        """The array ``name``, lazily: slicing it reads only the chunks the slice touches."""
+    def __getitem__(self, name: str) -> LazyArray | _packs.PackedArray:
+        """The array ``name``, lazily: slicing it reads only the chunks the slice touches (a packed array:
+        a `PackedArray` over its pack's chunks, read once per store object)."""
         if name not in self._arrays:
             raise KeyError(f"Episode {self.index} has no array {name!r}; it has {self.names}.")
+        rows = self._pack.rows(self.index, name) if self._pack is not None else None
+        if rows is not None:
+            return _packs.PackedArray(self, name, self._pack, rows)
+        return self._lazy(name)
+
+    def _lazy(self, name: str) -> LazyArray:
+        """The episode's own Zarr array ``name`` (never the pack)."""
         path = f"{EPISODES_DIR}/{episode_name(self.index)}/{name}"
         try:
             arr = zarr.open_array(store=self._store._backend.zarr_root(), path=path, mode="r", zarr_format=3)
@@ -358,9 +438,13 @@ class EpisodeTrace:
         return self[name][...]
 
     def verify(self) -> None:
-        """Read every chunk of every array (checksums) and check none is missing; `CorruptEpisodeError` if not."""
+        """Read every chunk of every array (checksums) and check none is missing; `CorruptEpisodeError` if not.
+
+        It checks the episode's own files; a packed episode's commit marker must also equal its pack's."""
+        if self._pack is not None:
+            _packs.check_marker(self, self._pack)
         for name, info in self._arrays.items():
-            arr = self[name]
+            arr = self._lazy(name)
             expected = math.prod(math.ceil(s / c) for s, c in zip(info["shape"], info["chunks"]))
             try:
                 found = arr.zarr.nchunks_initialized
