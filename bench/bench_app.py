@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Interaction latency of the memlens app (`memlens.apps.gradio_app`) on a trace store of 1,000 episodes.
+"""Opening time and interaction latency of the memlens app (`memlens.apps.gradio_app`) on 1,000 episodes.
 
-Target (from the issue): under 1 s per interaction.
+Targets: the first full page within 5 s of `memlens app` starting (fresh process); gathering every memory
+state within 0.5 s; under 1 s per interaction.
 
 What it does:
 
@@ -18,22 +19,22 @@ What it does:
    `action/dataset` [T, 2]; `frame/index`, `frame/timestamp`, `frame/update`, `memory/update_frame`;
    `label/cue`, `label/phase` per frame. Reruns reuse the store (the store's own resume: committed
    episodes are skipped; a changed generator changes the provenance and the store is rebuilt).
-2. One-time costs, in this order, in one fresh process: `TraceView(path)` (store open, episode list, first
-   episode's metadata); numba JIT of UMAP (two small fits on random states, spectral and PCA init: what the
-   first fit of a process pays; numba caches part of it on disk after the first run ever); the app's
-   first embedding (`TraceView.embedding()`: gathering all memory states, PCA + UMAP fit, drawing the
-   scatter; JIT *excluded*, since it ran just before); `serve(...)` (build the Blocks app + launch).
-3. In-process callbacks on the served app's own `TraceView` (`app.memlens_view`), `--reps` times each at
-   random episodes and steps: a step change (what `/step` computes: frame + heat map with cursor + UMAP
-   picture + info), an episode change on an episode never shown before (what `/episode` computes:
-   episode data, heat map, frame, UMAP path, info and the attention panel) and on one shown a moment ago,
-   a heat-map click, a UMAP click (nearest point, then the target episode's data), the attention panel
-   alone on an episode not shown yet. The probe panel (label cue, features memory), `--probe-reps` times
-   each: on a fresh view (every array read from disk: the panel used first thing in a new process), and
-   on the served view as a new choice (after the first UMAP, which read the memory states).
-4. The same through the live server with `gradio_client.Client` (HTTP, the queue, PNG encoding, the
-   client downloading the images): `/step`, `/episode` (new and revisited), `/heatmap_cell_to_step`,
-   `/umap_point_to_step`, `/attention_summary`, `/probe` (a new choice, and the same choice again).
+2. One-time costs: gathering every memory state in a fresh process (`memory_states`), on the per-episode
+   layout (only when the store was just built, before packing) and packed (`TraceStore.pack`, what a capture
+   does at its end; timed too); then the first page in a fresh process: `memlens app STORE` started as a
+   subprocess, and a headless Chromium polling it until the camera frame, the heat map and the map of every
+   state are drawn, first without a saved UMAP (the app shows a PCA and fits the UMAP in the background:
+   also timed until the UMAP replaces it, and saved), then with the UMAP saved (what `memlens capture --embed`
+   leaves). Targets: full page within 5 s, gather within 0.5 s.
+3. In-process callbacks on a served app's own `TraceView` (`app.memlens_view`), `--reps` times each at
+   random episodes and steps: a step change (frame + heat-map figure with cursor + map figure + info), an
+   episode change on an episode never shown before (plus the attention panel) and on one shown a moment
+   ago, a map click, the attention panel alone on an episode not shown yet. The probe panel (label cue,
+   features memory), `--probe-reps` times each: on a fresh view (every array read from disk), and on the
+   served view as a new choice.
+4. The same through the live server with `gradio_client.Client` (HTTP, the queue, PNG and plotly JSON
+   encoding): `/step`, `/episode` (new and revisited), `/heatmap_cell_to_step`, `/map_point_to_step`,
+   `/color_by`, `/attention_summary`, `/probe` (a new choice, and the same choice again).
 
 Medians and 95th percentiles are printed, with each median's ratio to the 1 s target.
 
@@ -53,6 +54,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import math  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import platform  # noqa: E402
@@ -219,44 +223,37 @@ def fmt_s(s: float) -> str:
     return f"{s:.2f} s" if s >= 1 else f"{1e3 * s:.0f} ms"
 
 
-def jit_warmup() -> float:
-    """Two small fits (spectral and PCA init, the two paths the app's fit can take) on random states."""
-    from memlens.analysis.estimators import MemoryEmbedding
-
-    x = np.random.default_rng(0).normal(size=(5000, M * H)).astype(np.float32)
-    t0 = time.perf_counter()
-    MemoryEmbedding(random_state=0, n_epochs=5).fit(x)
-    MemoryEmbedding(random_state=0, n_epochs=5, init="pca").fit(x)
-    return time.perf_counter() - t0
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def _click(customdata) -> str:
+    return json.dumps({"customdata": [int(v) for v in customdata], "at": time.time()})
+
+
 def in_process(view, order: list[int], rng, t: Timings, reps: int) -> None:
     """The callbacks, as `build_app`'s event handlers call them, on the served app's view."""
     def step_change(ep, s):
-        return (view.frame(ep, s), view.heatmap_picture(ep, s), view.umap_picture(ep, s), view.info(ep, s))
+        return (view.frame(ep, s), view.heatmap_figure(ep, s), view.map_figure(ep, s), view.info(ep, s))
 
     def episode_change(ep):
         n = view.episode_data(ep)["length"]
         return n, step_change(ep, 0), view.attention(ep)
 
     shown = []
+    pts = view.map_points()
     for _ in range(reps):
         ep = order.pop()
         t.time("in-process · episode change, first visit", episode_change, ep)
         shown.append(ep)
         n = view.episode_data(ep)["length"]
         for _ in range(3):
-            t.time("in-process · step change (frame + heat map + UMAP + info)", step_change, ep, int(rng.integers(n)))
-        pic = view.heatmap(ep)
-        x, y = rng.integers(pic.base.shape[1]), rng.integers(pic.base.shape[0])
-        t.time("in-process · heat-map click", view.heatmap_click, ep, float(x), float(y))
-        t.time("in-process · UMAP click", view.umap_click, *map(float, rng.uniform(0, 480, 2)))
+            t.time("in-process · step change (frame + heat map + map + info)", step_change, ep, int(rng.integers(n)))
+        r = int(rng.integers(len(pts)))
+        t.time("in-process · map click -> episode change", lambda: step_change(*view.click_target(
+            [pts.episode[r], pts.frame[r], pts.update[r]])))
         t.time("in-process · attention panel, episode not shown yet", view.attention, order.pop())
     for _ in range(reps):
         t.time("in-process · episode change, revisit", episode_change, int(rng.choice(shown[-32:])))
@@ -267,30 +264,88 @@ def over_http(url: str, view, order: list[int], rng, t: Timings, reps: int) -> N
 
     client = Client(url, verbose=False)
     shown = []
+    pts = view.map_points()
     for _ in range(reps):
         ep = order.pop()
-        t.time("HTTP · /episode, first visit", client.predict, str(ep), None, api_name="/episode")
+        t.time("HTTP · /episode, first visit", client.predict, str(ep), "delta", "time", api_name="/episode")
         shown.append(ep)
         n = view.episode_data(ep)["length"]
         for _ in range(3):
-            t.time("HTTP · /step", client.predict, str(ep), int(rng.integers(n)), api_name="/step")
-        pic = view.heatmap(ep)
-        x, y = rng.integers(pic.base.shape[1]), rng.integers(pic.base.shape[0])
-        t.time("HTTP · /heatmap_cell_to_step", client.predict, str(ep), float(x), float(y),
-               api_name="/heatmap_cell_to_step")
-        t.time("HTTP · /umap_point_to_step", client.predict, *map(float, rng.uniform(0, 480, 2)),
-               api_name="/umap_point_to_step")
+            t.time("HTTP · /step", client.predict, str(ep), int(rng.integers(n)), "delta", "time", api_name="/step")
+        u = int(rng.integers(len(view.episode_data(ep)["update_frame"])))
+        t.time("HTTP · /heatmap_cell_to_step", client.predict, str(ep),
+               _click([view.episode_data(ep)["update_frame"][u], u, ep]), api_name="/heatmap_cell_to_step")
+        r = int(rng.integers(len(pts)))
+        t.time("HTTP · /map_point_to_step", client.predict, _click([pts.episode[r], pts.frame[r], pts.update[r]]),
+               api_name="/map_point_to_step")
+        t.time("HTTP · /color_by (recolour the map by cue)", client.predict, str(ep), 0, "cue", api_name="/color_by")
         t.time("HTTP · /attention_summary, episode not shown yet", client.predict, str(order.pop()),
                api_name="/attention_summary")
     for _ in range(reps):
-        t.time("HTTP · /episode, revisit", client.predict, str(int(rng.choice(shown[-32:]))), None,
+        t.time("HTTP · /episode, revisit", client.predict, str(int(rng.choice(shown[-32:]))), "delta", "time",
                api_name="/episode")
     return client
 
 
+def fresh_gather(root: Path) -> float:
+    """Seconds `memory_states` takes on the store in a fresh process (imports excluded)."""
+    code = ("import time; from memlens.store import TraceStore; from memlens.analysis.data import memory_states; "
+            f"t = time.perf_counter(); memory_states(TraceStore.open({str(root)!r})); "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def first_page(root: Path, until_umap: bool) -> dict[str, float]:
+    """Seconds from starting `memlens app ROOT` in a fresh process to a headless Chromium showing the full page
+    (camera frame, heat map and the map of every state), and, with `until_umap`, to the UMAP replacing the PCA."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    memlens = str(Path(sys.executable).with_name("memlens"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                    args=["--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([memlens, "app", str(root), "--port", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            import httpx
+
+            while True:  # the server is up when it answers; then the browser loads the page
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=5).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"memlens app exited with {proc.returncode}") from None
+                    time.sleep(0.05)
+            answered = time.perf_counter() - t0
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="load", timeout=120_000)
+            out = {"server answers": answered}
+            page.wait_for_function("() => document.querySelector('#camera img') && "
+                                   "document.querySelector('#heatmap .js-plotly-plot .heatmaplayer') && "
+                                   "document.querySelector('#map .js-plotly-plot .gtitle')", timeout=120_000)
+            out["full page"] = time.perf_counter() - t0
+            out["map shown first"] = page.evaluate(
+                "() => document.querySelector('#map .gtitle').textContent").split(" of ")[0]
+            if until_umap and out["map shown first"] != "UMAP":
+                page.wait_for_function("() => document.querySelector('#map .gtitle').textContent.startsWith('UMAP')",
+                                       timeout=600_000, polling=200)
+                out["UMAP shown"] = time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            browser.close()
+    return out
+
+
 def probe_blocks(root: Path, view, client, t: Timings, reps: int) -> None:
     """The probe panel (label cue, features memory), in the situations a user meets it."""
-    from memlens.apps.gradio_app import TraceView
+    from memlens.apps.view import TraceView
 
     probe = view.probe
     cached = hasattr(probe, "cache_clear")  # the app caches results per (label, features) (not before the fix)
@@ -318,13 +373,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes building the store")
     parser.add_argument("--reps", type=int, default=30, help="episodes visited per measurement block")
     parser.add_argument("--probe-reps", type=int, default=3, help="probe runs (each costs seconds)")
+    parser.add_argument("--pages-only", action="store_true", help="only the store, gather and first-page timings")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import gradio
     import gradio_client
 
-    from memlens.apps.gradio_app import TraceView, serve
+    from memlens.apps.gradio_app import serve
 
     load0 = os.getloadavg()
     root = args.workdir / f"store-{args.episodes}"
@@ -333,63 +389,62 @@ def main() -> None:
     build_s, written = build_store(root, args.episodes, args.workers)
     print(f"  wrote {written} episodes in {build_s:.1f} s ({args.workers} processes); "
           f"{du_mb(root):.0f} MB on disk", flush=True)
-    once: dict[str, float] = {}
-    rng = np.random.default_rng(args.seed)
+    once: dict[str, tuple[float | str, str]] = {}
+    store = TraceStore.create(root, manifest=manifest())
+    if not store.packs():  # as a store of before packs, or one a capture left unpacked
+        print("gather, unpacked ...", flush=True)
+        once["gather all memory states, per-episode layout (fresh process)"] = (fresh_gather(root), "")
+        t0 = time.perf_counter()
+        store.pack()
+        once["pack the store (what capture does at its end; memlens store pack)"] = (time.perf_counter() - t0, "")
+    print("gather, packed ...", flush=True)
+    once["gather all memory states, packed (fresh process)"] = (fresh_gather(root), "0.5 s")
+    shutil.rmtree(root / "derived", ignore_errors=True)
+    print("first page without a saved UMAP ...", flush=True)
+    page = first_page(root, until_umap=True)
+    once["first page, no saved UMAP: server answers"] = (page["server answers"], "")
+    once[f"first page, no saved UMAP: full page ({page['map shown first']} shown)"] = (page["full page"], "5 s")
+    once["first page, no saved UMAP: UMAP fitted in the background and shown"] = (page.get("UMAP shown", 0.0), "")
+    print("first page with the UMAP saved ...", flush=True)
+    page = first_page(root, until_umap=False)
+    once[f"first page, UMAP saved: full page ({page['map shown first']} shown)"] = (page["full page"], "5 s")
 
-    t0 = time.perf_counter()
-    first_view = TraceView(root)
-    once["store open: TraceView(path) (open, list episodes, first episode's metadata)"] = time.perf_counter() - t0
-    assert len(first_view.episodes) == args.episodes, (len(first_view.episodes), args.episodes)
-    del first_view
-    print("numba JIT warm-up ...", flush=True)
-    once["numba JIT of UMAP (two small fits, spectral + PCA init; disk cache as found)"] = jit_warmup()
-
-    port = _free_port()
-    t0 = time.perf_counter()
-    app = serve(root, port=port, block=False)
-    once["app build + launch: serve(path, block=False)"] = time.perf_counter() - t0
-    view = app.memlens_view
-    print("first UMAP fit ...", flush=True)
-    from memlens.analysis.data import memory_states
-
-    t0 = time.perf_counter()
-    ms = memory_states(TraceStore.open(root))  # a plain store: the view's own reads stay cold
-    once[f"gather all memory states (memory_states: {len(ms.X):,} x {ms.X.shape[1]} x {ms.X.shape[2]})"] = (
-        time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    view.embedding()
-    once[f"first UMAP: TraceView.embedding() (gather + PCA + UMAP + scatter of {len(ms.X):,} states; JIT excluded)"] = (
-        time.perf_counter() - t0)
-    del ms
-
-    t = Timings()
-    order = [int(e) for e in rng.permutation(view.episodes)]
-    print(f"in-process callbacks, {args.reps} episodes ...", flush=True)
-    in_process(view, order, rng, t, args.reps)
-    print(f"HTTP through gradio_client, {args.reps} episodes ...", flush=True)
-    try:
-        client = over_http(f"http://127.0.0.1:{port}/", view, order, rng, t, args.reps)
-        print(f"probe panel (cue from memory), {args.probe_reps} runs each ...", flush=True)
-        probe_blocks(root, view, client, t, args.probe_reps)
-        summary = view.probe("cue", "memory")[0]
-    finally:
-        app.close()
+    view = None
+    if not args.pages_only:
+        port = _free_port()
+        app = serve(root, port=port, block=False)
+        view = app.memlens_view
+        t = Timings()
+        rng = np.random.default_rng(args.seed)
+        order = [int(e) for e in rng.permutation(view.episodes)]
+        print(f"in-process callbacks, {args.reps} episodes ...", flush=True)
+        in_process(view, order, rng, t, args.reps)
+        print(f"HTTP through gradio_client, {args.reps} episodes ...", flush=True)
+        try:
+            client = over_http(f"http://127.0.0.1:{port}/", view, order, rng, t, args.reps)
+            print(f"probe panel (cue from memory), {args.probe_reps} runs each ...", flush=True)
+            probe_blocks(root, view, client, t, args.probe_reps)
+            summary = view.probe("cue", "memory")[0]
+        finally:
+            app.close()
     load1 = os.getloadavg()
 
     print()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average "
           f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end; Python {platform.python_version()}, "
           f"gradio {gradio.__version__}, gradio_client {gradio_client.__version__}; one thread")
-    cache = getattr(view.store, "cached_bytes", None)  # absent before the app cached its reads
-    cache = "" if cache is None else f"; the served view's read cache holds {cache / 1e6:.0f} MB"
-    print(f"store: {args.episodes} episodes, {view.embedding()[1].size:,} memory states, {du_mb(root):.0f} MB on "
-          f"disk{cache}\nprobe: {summary}")
+    n_states = len(TraceStore.open(root).gather("memory/write")[0])
+    print(f"store: {args.episodes} episodes, {n_states:,} memory states, {du_mb(root):.0f} MB on disk")
+    if view is not None:
+        print(f"probe: {summary}")
     print()
-    print("| one-time cost | seconds |\n|---|---|")
-    for name, s in once.items():
-        print(f"| {name} | {fmt_s(s)} |")
-    print()
-    print(t.table())
+    print("| one-time cost | seconds | target |\n|---|---|---|")
+    for name, (sec, target) in once.items():
+        ok = "" if not target else (" (met)" if sec <= float(target.split()[0]) else " (**not met**)")
+        print(f"| {name} | {fmt_s(sec)} | {target}{ok} |")
+    if view is not None:
+        print()
+        print(t.table())
     print()
     cmd = "OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_app.py" + (
         " " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")

@@ -82,15 +82,16 @@ def edited_checkpoint(src, dst, edit):
     return dst
 
 
-def derived_store(src, dst, *, drop=(), keep_updates=None, episodes=None):
+def derived_store(src, dst, *, drop=(), keep_updates=None, episodes=None, sites=None, change=None):
     """A copy of trace store `src` (its `episodes`, default all) at `dst` without the arrays whose names start
     with one of `drop`, and with episode e cut to its first `keep_updates[e]` updates (and their frames), or
-    to `(updates, frames)` when `keep_updates[e]` is a pair."""
+    to `(updates, frames)` when `keep_updates[e]` is a pair. `sites` declares more sites; `change(e, arrays,
+    attrs)` edits an episode's arrays and attrs (in place) before it is written."""
     from memlens.store import TraceStore
 
     src = TraceStore.open(src)
     keep = lambda name: not name.startswith(tuple(drop))  # noqa: E731
-    sites = {n: s for n, s in src.sites.items() if keep(n)}
+    sites = {**{n: s for n, s in src.sites.items() if keep(n)}, **(sites or {})}
     out = TraceStore.create(dst, manifest={"provenance": src.provenance, "sites": sites})
     for e in episodes if episodes is not None else src.episodes():
         trace = src.episode(e)
@@ -106,6 +107,8 @@ def derived_store(src, dst, *, drop=(), keep_updates=None, episodes=None):
                 axis0 = src.sites[n]["shape"][0]
                 arrays[n] = a[:n_upd] if axis0 == "U" else a[:n_frames] if axis0 == "T" else a
             attrs.update(length=n_frames, n_updates=n_upd)
+        if change is not None:
+            change(e, arrays, attrs)
         out.write_episode(e, arrays, attrs)
     return dst
 

@@ -1,6 +1,5 @@
 """The Gradio app: a live server driven by gradio_client for each panel, and a real headless Chromium."""
 
-import re
 import shutil
 import socket
 
@@ -41,35 +40,64 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
-def test_heatmap_cells_and_umap_points_map_back_to_their_steps(view):
+def _cells(fig):
+    """(x edges, customdata [M, U, 3]) of the heat-map trace of a figure."""
+    trace = fig.data[0]
+    return np.asarray(trace.x), np.asarray(trace.customdata)
+
+
+def test_heatmap_cells_and_map_points_name_their_steps(view):
     ep = view.episodes[3]
     d = view.episode_data(ep)
-    pic = view.heatmap(ep)
-    assert pic.base.shape[0] == d["norms"].shape[1] * pic.ch  # one row of cells per memory token
     np.testing.assert_allclose(d["norms"], np.linalg.norm(view.store.episode(ep).load("memory/write"), axis=-1), rtol=1e-5)
-    for u, frame in enumerate(d["update_frame"]):  # the middle of column u is update u
-        assert view.heatmap_click(ep, u * pic.cw + pic.cw // 2, pic.ch // 2) == frame
-    scatter, eps, upd = view.embedding()
-    rows = np.flatnonzero(eps == ep)
-    for r in rows:
-        x, y = scatter.px[r]
-        got_ep, got_step = view.umap_click(x, y)
-        # the nearest point to a point is itself unless another lies on it (then same map position)
-        assert np.allclose(scatter.px[view.embedding()[0].nearest(x, y)], (x, y))
-        if (got_ep, got_step) == (ep, int(d["update_frame"][upd[r]])):
-            continue
-        assert np.hypot(*(scatter.px[r] - scatter.px[scatter.nearest(x, y)])) < 1e-6
+    fig = view.heatmap_figure(ep, 0, "norm")
+    assert fig.layout.xaxis.title.text == "frame (memory update)" and fig.layout.yaxis.title.text == "memory token"
+    np.testing.assert_allclose(np.asarray(fig.data[0].z).T, d["norms"], rtol=1e-6)
+    edges, custom = _cells(fig)
+    assert custom.shape == (d["norms"].shape[1], len(d["update_frame"]), 3)
+    for u, frame in enumerate(d["update_frame"]):  # every cell of column u names update u's frame
+        assert (custom[:, u, 0] == frame).all() and (custom[:, u, 1] == u).all() and edges[u] == frame
+        assert view.click_target(custom[0, u], ep) == (ep, int(frame))
+    title = fig.data[0].colorbar.title.text  # the value's true range is under the colour bar
+    assert f"{d['norms'].min():.4g} to {d['norms'].max():.4g}" in title
+    z = np.asarray(view.heatmap_figure(ep, 0, "standardised").data[0].z)  # each token spread over the scale
+    np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-6)
+    assert np.isnan(np.asarray(view.heatmap_figure(ep, 0, "delta").data[0].z)[:, 0]).all()  # no change at update 0
+    pts = view.map_points()
+    fig = view.map_figure(ep, 0)
+    assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+    background = fig.data[0]
+    assert background.marker.colorbar.title.text == "frame"  # coloured by time, with its colour bar
+    for cd in np.asarray(background.customdata)[:50]:  # a point names its episode, frame and update
+        e, frame, u = map(int, cd)
+        assert view.click_target(cd) == (e, frame) and int(view.episode_data(e)["update_frame"][u]) == frame
+    path = next(t for t in fig.data if t.name == f"episode {ep}")
+    assert len(path.x) == (pts.episode == ep).sum()
+    cue = view.map_figure(ep, 0, "cue")
+    assert {t.name for t in cue.data} >= {f"cue = {c}" for c in np.unique(pts.labels["cue"])}  # a legend entry per cue
 
 
 def test_the_cursor_moves_with_the_step(view):
     ep = view.episodes[0]
-    a, b = view.heatmap_picture(ep, 0), view.heatmap_picture(ep, 25)
-    cursor = np.all(a == (255, 40, 40), axis=-1).any(axis=0)  # columns holding cursor pixels
-    moved = np.all(b == (255, 40, 40), axis=-1).any(axis=0)
-    pic = view.heatmap(ep)
-    u = int(view.episode_data(ep)["update_of_frame"][25])
-    assert cursor[: pic.cw + 1].any() and not cursor[u * pic.cw + 2: (u + 1) * pic.cw - 2].any()
-    assert moved[u * pic.cw - 1: u * pic.cw + 1].any() and not moved[: pic.cw - 2].any()
+    d = view.episode_data(ep)
+    for step in (0, 25, d["length"] - 1):
+        u = view.update_at(ep, step)
+        box = view.heatmap_figure(ep, step).layout.shapes[-1]
+        assert box.x0 == d["update_frame"][u] and box.x0 <= step < box.x1  # the red box spans the step's update
+        now = next(t for t in view.map_figure(ep, step).data if t.name == "now")
+        r = view.map_points().row_at(ep, step)
+        assert (now.x[0], now.y[0]) == tuple(view.map_points().coords[r]) and int(now.customdata[0][1]) <= step
+
+
+def test_the_camera_is_legible_and_several_cameras_sit_side_by_side():
+    from memlens.apps.view import legible
+
+    small = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    big = legible([small])
+    assert big.shape == (256, 256, 3)
+    np.testing.assert_array_equal(big[::4, ::4], small)  # nearest neighbour: every pixel a 4x4 block
+    two = legible([small, np.zeros((32, 48, 3), np.uint8)])
+    assert two.shape == (256, 256 + 6 + 48 * 8, 3)
 
 
 def test_the_view_reads_each_array_from_disk_once_and_shares_it_read_only(view, analysis_traces):
@@ -93,29 +121,44 @@ def test_the_view_reads_each_array_from_disk_once_and_shares_it_read_only(view, 
 
 def test_step_and_episode_callbacks_over_a_live_server(client, view):
     ep = view.episodes[2]
-    frame_path, heat_path, umap_path, info = client.predict(str(ep), 17, api_name="/step")
+    frame_path, heat, points, info = client.predict(str(ep), 17, "delta", "time", api_name="/step")
     from PIL import Image
 
     frame = np.asarray(Image.open(frame_path).convert("RGB"))
     np.testing.assert_array_equal(frame, view.frame(ep, 17))  # the camera image of that step, losslessly
-    assert np.asarray(Image.open(heat_path)).shape[1] == view.heatmap(ep).base.shape[1]
-    assert np.asarray(Image.open(umap_path)).shape[:2] == (480, 480)
-    assert f"**episode {ep}** · step 17" in info and "cue=" in info
-    out = client.predict(str(view.episodes[5]), None, api_name="/episode")
+    assert frame.shape[1] >= 256
+    assert heat["type"] == "plotly" and "frame (memory update)" in heat["plot"]
+    assert points["type"] == "plotly" and f"episode {ep}" in points["plot"]
+    assert f"**episode {ep}** · step 17" in info and "cue=" in info and "task:" in info
+    out = client.predict(str(view.episodes[5]), "delta", "time", api_name="/episode")
     slider = out[0]
     assert slider["maximum"] == view.episode_data(view.episodes[5])["length"] - 1 and slider["value"] == 0
 
 
 def test_click_endpoints_over_a_live_server(client, view):
+    import json
+
     ep = view.episodes[1]
-    pic = view.heatmap(ep)
-    assert client.predict(str(ep), 2 * pic.cw + 1, 3, api_name="/heatmap_cell_to_step") == int(
-        view.episode_data(ep)["update_frame"][2])
-    scatter, eps, upd = view.embedding()
-    r = int(np.flatnonzero(eps == ep)[3])
-    got_ep, got_step = client.predict(*map(float, scatter.px[r]), api_name="/umap_point_to_step")
-    r2 = scatter.nearest(*scatter.px[r])
-    assert (int(got_ep), got_step) == (int(eps[r2]), int(view.episode_data(int(eps[r2]))["update_frame"][upd[r2]]))
+    _, custom = _cells(view.heatmap_figure(ep, 0))
+    click = json.dumps({"customdata": custom[0, 2].tolist(), "at": 1})
+    assert client.predict(str(ep), click, api_name="/heatmap_cell_to_step") == int(view.episode_data(ep)["update_frame"][2])
+    pts = view.map_points()
+    r = int(np.flatnonzero(pts.episode == ep)[3])
+    click = json.dumps({"customdata": [ep, int(pts.frame[r]), int(pts.update[r])], "at": 2})
+    assert client.predict(click, api_name="/map_point_to_step") == (str(ep), int(pts.frame[r]))
+    with pytest.raises(Exception, match="customdata"):
+        client.predict(str(ep), "not json", api_name="/heatmap_cell_to_step")
+
+
+def test_the_episode_table_lists_and_filters_episodes(client, view):
+    rows = view.table()
+    assert [r["episode"] for r in rows] == view.episodes
+    assert all(r["cue"] == int(view.episode_data(r["episode"])["labels"]["cue"][0]) for r in rows)
+    assert "task" not in rows[0]  # one task in the store: said in the info line instead
+    cue = rows[0]["cue"]
+    table = client.predict(f"cue = {cue}", api_name="/table")
+    shown = [int(r[0]) for r in table["data"]]
+    assert shown == [r["episode"] for r in rows if r["cue"] == cue] and 0 < len(shown) < len(rows)
 
 
 def test_probe_and_attention_panels_over_a_live_server(client, view):
@@ -162,59 +205,84 @@ def test_the_app_serves_no_files_from_disk(server, analysis_traces):
         assert httpx.get(url + path, timeout=30).status_code in (403, 404)
 
 
+def _plot_xy(page, plot: str, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of data point (x, y) of the plotly figure in `#plot`."""
+    return tuple(page.evaluate("""([id, x, y]) => { const gd = document.querySelector(`#${id} .js-plotly-plot`);
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+        return [r.left + xa._offset + xa.l2p(x), r.top + ya._offset + ya.l2p(y)]; }""", [plot, x, y]))
+
+
+def _click(page, xy) -> None:
+    page.mouse.move(*xy)  # plotly clicks the point under the hover
+    page.wait_for_timeout(300)
+    page.mouse.click(*xy)
+
+
+def _info_says(page, text: str) -> None:
+    page.wait_for_function("(t) => document.querySelector('#info').innerText.includes(t)", arg=text, timeout=60_000)
+
+
+def browser(p):
+    # SwiftShader gives headless Chromium WebGL, which plotly's scattergl (maps of many points) draws with
+    return p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=[
+        "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--disable-background-networking",
+        "--disable-component-update"])
+
+
 @pytest.mark.browser
-def test_a_real_browser_moves_the_slider_and_clicks_a_umap_point(server, view, tmp_path):
+def test_a_real_browser_shows_labelled_figures_and_follows_clicks(server, view, tmp_path):
     from playwright.sync_api import sync_playwright
 
     url, _ = server
     ep = view.episodes[0]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        b = browser(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page = b.new_page(viewport={"width": 1500, "height": 1500})
             page.goto(url, wait_until="load")  # the app keeps a connection open: never "networkidle"
-            camera = page.locator("#camera img")
-            heat = page.locator("#heatmap img")
-            umap = page.locator("#umap img")
-            umap.wait_for(timeout=60_000)
-            before = (camera.get_attribute("src"), heat.get_attribute("src"))
-            number = page.locator("#step input[type=number]")
-            number.fill("25")
-            number.press("Enter")
-            page.wait_for_function("(b) => document.querySelector('#camera img').src !== b", arg=before[0],
-                                   timeout=60_000)
-            page.wait_for_function("(b) => document.querySelector('#heatmap img').src !== b", arg=before[1],
-                                   timeout=60_000)
-            assert "step 25" in page.locator("#info").inner_text()
-            # click the first point of this episode's path (the cue frame; delay frames all look alike):
-            # the slider and the frame jump to its step (its episode, if another episode's point lies on it)
-            scatter, eps, upd = view.embedding()
-            u = 0
-            r = int(np.flatnonzero(eps == ep)[u])
-            want_ep, want_step = view.umap_click(*scatter.px[r])
-            box = umap.bounding_box()
-            natural = umap.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-            x, y = scatter.px[r]
-            src = camera.get_attribute("src")
-            umap.click(position={"x": x * box["width"] / natural[0], "y": y * box["height"] / natural[1]})
-            page.wait_for_function(f"() => document.querySelector('#info').innerText.includes('step {want_step} ')",
-                                   timeout=60_000)
-            # cue frames of episodes with the same cue nearly coincide, so the browser's rounding of the click
-            # may pick a neighbour: whatever it picked must be a point under the click, with that step
-            got = re.search(r"episode (\d+) · step (\d+) ", page.locator("#info").inner_text())
-            got_ep, got_step = int(got[1]), int(got[2])
-            frames = view.episode_data(got_ep)["update_frame"]
-            r2 = [i for i in np.flatnonzero(eps == got_ep) if int(frames[upd[i]]) == got_step]
-            assert got_step == want_step and (got_ep == want_ep or min(
-                np.hypot(*(np.asarray(scatter.px[i]) - (x, y))) for i in r2) <= 3), (got_ep, got_step, want_ep)
-            assert page.locator("#step input[type=number]").input_value() == str(want_step)
-            page.wait_for_function("(b) => document.querySelector('#camera img').src !== b", arg=src, timeout=60_000)
+            page.locator("#map .js-plotly-plot").wait_for(timeout=60_000)
+            page.locator("#heatmap .js-plotly-plot").wait_for(timeout=60_000)
+            page.wait_for_function("() => document.querySelector('#heatmap .js-plotly-plot').__memlensBound "
+                                   "&& document.querySelector('#map .js-plotly-plot').__memlensBound", timeout=60_000)
             shot = tmp_path / "app.png"
             page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
+            assert shot.stat().st_size > 50_000
+            heat_text = page.locator("#heatmap").inner_text()
+            assert "frame (memory update)" in heat_text and "memory token" in heat_text and "change" in heat_text
+            map_text = page.locator("#map").inner_text()
+            assert "PC 1" in map_text or "UMAP 1" in map_text
+            assert "frame" in map_text  # the colour bar's title
+            assert page.locator("#camera img").bounding_box()["width"] > 200
+            assert page.locator(".toast-body.error").count() == 0
+            # a heat-map cell -> its update's step and frame
+            frames = view.episode_data(ep)["update_frame"]
+            src = page.locator("#camera img").get_attribute("src")
+            _click(page, _plot_xy(page, "heatmap", float(frames[2]) + 0.5, 1))
+            _info_says(page, f"step {int(frames[2])} ")
+            page.wait_for_function("(b) => document.querySelector('#camera img').src !== b", arg=src, timeout=60_000)
+            assert page.locator("#step input[type=number]").input_value() == str(int(frames[2]))
+            # a point of another episode, the one farthest from this episode's path -> that episode and step
+            pts = view.map_points()
+            mine = pts.coords[pts.episode == ep]
+            others = np.flatnonzero(pts.episode != ep)
+            far = int(others[np.argmax([np.min(np.hypot(*(mine - pts.coords[r]).T)) for r in others])])
+            page.wait_for_timeout(500)
+            _click(page, _plot_xy(page, "map", *map(float, pts.coords[far])))
+            got = page.wait_for_function("(e) => { const m = document.querySelector('#info').innerText.match("
+                                         "/episode (\\d+) · step (\\d+) /); return m && m[1] !== e && m; }",
+                                         arg=str(ep), timeout=60_000).json_value()
+            got_ep, got_step = int(got[1]), int(got[2])
+            # the click lands on the point or on one drawn at the same place
+            assert (got_ep, got_step) == (int(pts.episode[far]), int(pts.frame[far])) or np.allclose(
+                pts.coords[pts.row_at(got_ep, got_step)], pts.coords[far], atol=1e-3)
+            # a table row -> that episode
+            i = next(i for i in range(1, 5) if view.episodes[i] != got_ep)  # rows in view, not the episode shown
+            page.locator("#episodes div[role=row]").nth(i).locator("[role=gridcell]").first.click()
+            _info_says(page, f"episode {view.episodes[i]} · step 0 ")
+            assert page.locator("#episode input").input_value() == str(view.episodes[i])
+            assert page.locator(".toast-body.error").count() == 0
         finally:
-            browser.close()
+            b.close()
 
 
 def test_the_compare_panel_compares_two_stores_on_their_shared_episodes(analysis_traces, tmp_path):
@@ -272,6 +340,61 @@ def test_a_store_whose_first_episode_has_one_frame_opens(analysis_traces, tmp_pa
     view = app.memlens_view
     first = view.episodes[0]
     assert view.episode_data(first)["length"] == 1
-    assert view.frame(first, 0) is not None and view.heatmap_picture(first, 0) is not None
+    assert view.frame(first, 0) is not None and view.heatmap_figure(first, 0) is not None
+    assert view.map_figure(first, 0) is not None
     slider = next(c for c in app.config["components"] if c.get("props", {}).get("elem_id") == "step")
     assert slider["props"]["interactive"] is False
+
+
+def _two_cameras_unicode_no_labels_no_attention(e, arrays, attrs):
+    n = attrs["length"]
+    rng = np.random.default_rng(e)
+    arrays["frames/top"] = rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8)
+    arrays["frames/wrist"] = rng.integers(0, 255, (n, 24, 32, 3), dtype=np.uint8)
+    attrs["task"] = "saisir la tasse à café ☕, 把杯子放下" if e % 2 else "reach the cue's colour"
+    attrs["success"] = bool(e % 3)
+
+
+@pytest.mark.browser
+def test_a_store_without_labels_or_attention_with_two_cameras_and_unicode_tasks_opens(analysis_traces, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    site = lambda cam, h, w: {"kind": "frame", "shape": ["T", h, w, 3], "dtype": "uint8"}  # noqa: E731
+    store = derived_store(analysis_traces, tmp_path / "odd", episodes=TraceStore_episodes(analysis_traces)[:6],
+                          drop=("label/", "attention/", "hidden/"),
+                          sites={"frames/top": site("top", 64, 64), "frames/wrist": site("wrist", 24, 32)},
+                          change=_two_cameras_unicode_no_labels_no_attention)
+    app = serve(store, port=_free_port(), block=False)
+    view = app.memlens_view
+    try:
+        assert view.camera_label(view.episodes[0]) == "cameras: top | wrist"
+        both = view.frame(view.episodes[0], 0)
+        assert both.shape == (24 * 11, 256 + 6 + 32 * 11, 3)  # each scaled by a whole factor to >= 256 rows
+        assert "success" in view.color_choices() and "cue" not in view.color_choices()
+        assert {r["success"] for r in view.table()} == {True, False} and "task" in view.table()[0]
+        assert "☕" in view.info(view.episodes[1], 0)
+        with sync_playwright() as p:
+            b = browser(p)
+            try:
+                page = b.new_page(viewport={"width": 1500, "height": 1400})
+                page.goto(f"http://127.0.0.1:{app.server_port}/", wait_until="load")
+                page.locator("#map .js-plotly-plot").wait_for(timeout=60_000)
+                page.locator("#table_filter input").click()
+                page.get_by_role("option", name="success = False").click()
+                page.wait_for_function("() => document.querySelectorAll('#episodes div[role=row]').length === 2",
+                                       timeout=60_000)
+                page.locator("#episodes div[role=row]").nth(1).locator("[role=gridcell]").first.click()
+                _info_says(page, "episode 3 · step 0 ")
+                assert "☕" in page.locator("#info").inner_text() or "reach" in page.locator("#info").inner_text()
+                assert page.locator(".toast-body.error").count() == 0
+                page.screenshot(path=str(tmp_path / "odd.png"), full_page=True)
+            finally:
+                b.close()
+    finally:
+        app.close()
+
+
+def TraceStore_episodes(path):
+    from memlens.store import TraceStore
+
+    return TraceStore.open(path).episodes()

@@ -459,8 +459,8 @@ def test_live_mikasa_captures_hold_both_cameras_and_the_cue_and_phase_of_every_f
         assert trace.shapes["memory/write"][0] == trace.attrs["n_updates"] == -(-n // 5)
     view = TraceView(out)
     both = view.frame(0, 0)
-    assert both.shape == (128, 128 * 2 + 4, 3) and view.camera_label(0) == "cameras: base | hand"
-    np.testing.assert_array_equal(both[:, 132:], store.episode(0).load("frames/hand")[0])
+    assert both.shape == (256, 256 * 2 + 6, 3) and view.camera_label(0) == "cameras: base | hand"  # 2x, nearest
+    np.testing.assert_array_equal(both[::2, 262::2], store.episode(0).load("frames/hand")[0])
     rrd = tmp_path / "live.rrd"
     result = CliRunner().invoke(app, ["rerun", str(out), "--save", str(rrd), "--no-umap"])
     assert result.exit_code == 0, result.output

@@ -12,6 +12,9 @@ Two values per cell:
 - `value="norm"` (the guide's): the L2 norm of each memory token. memlens memory states are outputs of
   the VLM's final RMSNorm, so their norms sit near sqrt(H) x the norm's weight and change little: a
   flat map is expected, not a sign of a dead memory.
+- `value="standardised"`: each token's norm standardised over the updates of its episode,
+  `(norm - mean) / std` per token: the same norms with each token's own range spread over the colour
+  scale, so a change of 0.01 on a norm of 11.3 is visible (the app's default next to `delta`).
 - `value="delta"`: the L2 norm of each token's change since the previous update,
   `||x[u] - x[u-1]||`. Update 0 has no previous update and is NaN (drawn blank). (Its change from the
   learned initial memory, `||write[0] - read[0]||`, is large because the initial memory is not
@@ -30,7 +33,9 @@ import numpy as np
 from memlens.analysis.data import AnalysisInputError, as_store, memory_states, token_norms
 from memlens.analysis.figures import nan_mean_std, save_figure, stack_ragged
 
-HEATMAP_VALUES = ("norm", "delta")
+HEATMAP_VALUES = ("norm", "delta", "standardised")
+VALUE_TITLES = {"norm": "token norm", "delta": "change since previous update (norm)",
+                "standardised": "token norm, standardised per token"}
 _PHASE_NAMES = {0: "cue shown", 1: "cue hidden", 2: "go"}
 
 
@@ -53,13 +58,17 @@ class MemoryHeatmap:
 
 
 def token_values(x: np.ndarray, value: str = "norm") -> np.ndarray:
-    """`[U, M, H]` memory states of one episode -> `[U, M]`: token norms, or norms of the change since the
-    previous update (row 0 NaN)."""
+    """`[U, M, H]` memory states of one episode -> `[U, M]`: token norms, the norms standardised per token
+    over the episode's updates, or norms of the change since the previous update (row 0 NaN)."""
     if value not in HEATMAP_VALUES:
         raise AnalysisInputError(f"value must be one of {HEATMAP_VALUES}; got {value!r}.")
     x = np.asarray(x, dtype=np.float32)
-    if value == "norm":
-        return token_norms(x).astype(np.float64)
+    if value in ("norm", "standardised"):
+        norms = token_norms(x).astype(np.float64)
+        if value == "norm":
+            return norms
+        std = norms.std(axis=0)
+        return (norms - norms.mean(axis=0)) / np.where(std > 0, std, 1.0)
     out = np.full(x.shape[:2], np.nan)
     out[1:] = np.linalg.norm(x[1:] - x[:-1], axis=-1)
     return out
@@ -78,7 +87,7 @@ def memory_heatmap(store, episode: int | None = None, *, episodes=None, value: s
                    site: str = "memory/write", title: str | None = None) -> MemoryHeatmap:
     """Token-norm heat map of one `episode`, or the mean over `episodes` (default: all) when `episode` is None.
 
-    `value`: "norm" (token L2 norm) or "delta" (norm of the change since the previous update; update 0 NaN).
+    `value`: "norm" (token L2 norm), "standardised" (norm standardised per token) or "delta" (norm of the change since the previous update; update 0 NaN).
     `site`: "memory/write" (the memory each update wrote, default) or "memory/read".
     Returns `MemoryHeatmap` with `values [U, M]`, `frames [U]` and a plotly `figure`.
     """
@@ -107,7 +116,7 @@ def heatmap_figure(hm: MemoryHeatmap, *, title: str | None = None, events=()):
     import plotly.graph_objects as go
 
     n_upd, n_tok = hm.values.shape
-    what = "token norm" if hm.value == "norm" else "change since previous update (norm)"
+    what = VALUE_TITLES[hm.value]
     one = len(hm.episodes) == 1
     where = f"episode {hm.episodes[0]}" if one else f"mean over {len(hm.episodes)} episodes"
     ep_id = hm.episodes[0] if one else -1

@@ -3,236 +3,55 @@
     memlens app traces/cue                 # http://127.0.0.1:7860
     gradio apps/memlens_app.py             # live reload while editing (MEMLENS_TRACES=traces/cue)
 
-Panels: an episode picker and a step slider with the camera frame(s) of the step; the token-norm heat
-map with a cursor on the step; the UMAP of memory states with this episode's path and the current
-point; clicking a heat-map cell or a UMAP point jumps to that step (and episode) and its frame; a
-probe panel; an attention panel; a compare panel when a second store is given.
+Panels: an episode picker and a step slider with every camera of the step (small frames scaled up,
+nearest neighbour) and the task; the memory heat map (tokens x updates, with axes, colour bar and hover)
+with a cursor on the step; the map of every memory state (a PCA at once, the UMAP when fitted or saved)
+with this episode's path and the current point; the episode table with filters; clicking a heat-map
+cell, a map point or a table row jumps to that step (and episode) and its frame; probe, attention and
+compare panels. `memlens.apps.view.TraceView` computes everything shown; this module lays it out.
 
 Safety: the server binds 127.0.0.1 unless told otherwise, serves no files from disk (every picture is
-returned as an array), and never unpickles anything (the UMAP is fitted in the process).
+returned as an array), and never unpickles anything (the saved UMAP is a plain `.npz`).
 """
 
+import json
 import socket
-import threading
-from collections import OrderedDict
-from functools import lru_cache
 
-import numpy as np
-
-from memlens.analysis.data import memory_states, token_norms
-from memlens.apps.render import HeatmapPicture, ScatterPicture
+from memlens.apps.view import HEATMAP_CHOICES, CachedStore, TraceView
 from memlens.errors import UserError
-from memlens.store import TraceStore, TraceStoreError
+from memlens.store import TraceStoreError
 
-PANEL_PROBE_FOLDS, PANEL_PROBE_COMPONENTS, PANEL_PROBE_EPISODES = 3, 32, 300
+__all__ = ["CachedStore", "TraceView", "build_app", "check_port", "free_port", "open_view", "serve"]
 
+MAP_POLL_SECONDS = 1.0  # how often the page asks whether the UMAP is ready (only while it is being fitted)
 
-class CachedStore(TraceStore):
-    """The app's read-only store: whole arrays read with `episode(k).load(name)` stay in memory, up to
-    `max_bytes` (the least recently used are dropped first), so the embedding, the probe, the attention and
-    the episode panels read each array from disk once. On 1,000 episodes, gathering every episode's memory
-    states and labels for the UMAP costs 12-20 s of Zarr reads (3-5 ms per array, bench/bench_app.py); the
-    probe panel reads the same arrays again. Slices (`episode(k)[name][i]`: the camera frame of a step) stay
-    lazy reads, as in `TraceStore`. Committed episodes never change, so nothing goes stale (a store
-    overwritten under a running app is not seen, as with the per-episode caches of `TraceView`)."""
-
-    max_bytes = 512 << 20
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._arrays: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @property
-    def cached_bytes(self) -> int:
-        return self._bytes
-
-    def episode(self, ep: int) -> "CachedEpisode":
-        return CachedEpisode(super().episode(ep), self)
-
-    def cached_load(self, trace, name: str) -> np.ndarray:
-        key = (trace.index, name)
-        with self._lock:
-            if key in self._arrays:
-                self._arrays.move_to_end(key)
-                return self._arrays[key]
-        arr = trace.load(name)
-        arr.flags.writeable = False  # shared by every reader
-        with self._lock:
-            if key not in self._arrays and arr.nbytes <= self.max_bytes:
-                self._arrays[key] = arr
-                self._bytes += arr.nbytes
-                while self._bytes > self.max_bytes:
-                    self._bytes -= self._arrays.popitem(last=False)[1].nbytes
-        return arr
-
-
-class CachedEpisode:
-    """An `EpisodeTrace` whose `load` goes through its `CachedStore` (everything else is the trace's own)."""
-
-    def __init__(self, trace, store: CachedStore):
-        self._trace, self._store = trace, store
-
-    def __getattr__(self, name):
-        return getattr(self._trace, name)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._trace
-
-    def __getitem__(self, name: str):
-        return self._trace[name]
-
-    def load(self, name: str) -> np.ndarray:
-        return self._store.cached_load(self._trace, name)
-
-    def __repr__(self) -> str:
-        return repr(self._trace)
-
-
-class TraceView:
-    """Everything the app shows, computed from one trace store and cached per episode (arrays read from
-    the store are cached too: `CachedStore`; probe and attention panels per choice)."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.store = CachedStore.open(self.path)
-        self.episodes = self.store.episodes()
-        if not self.episodes:
-            raise UserError(f"the trace store at {self.path} holds no episodes yet; run `memlens capture` into it.")
-        self.has_memory = "memory/write" in self.store.episode(self.episodes[0])
-        self._embedding = None
-        self._embedding_lock = threading.Lock()  # the page load and a first slider move must not fit twice
-        self.episode_data = lru_cache(maxsize=64)(self._episode_data)
-        self.heatmap = lru_cache(maxsize=64)(self._heatmap)
-        self.probe = lru_cache(maxsize=32)(self._probe)  # (summary, figure): small; the rows are not kept
-        self.attention = lru_cache(maxsize=64)(self._attention)
-
-    # ---- per episode ------------------------------------------------------------------
-    def _episode_data(self, ep: int) -> dict:
-        trace = self.store.episode(ep)
-        names = trace.names
-        d = {"length": int(trace.attrs["length"]), "update_of_frame": trace.load("frame/update"),
-             "labels": {n.removeprefix("label/"): trace.load(n) for n in names if n.startswith("label/")},
-             "predicted": trace.load("action/predicted"),
-             "dataset": trace.load("action/dataset") if "action/dataset" in names else None,
-             "task": trace.attrs.get("task", "")}
-        d["update_frame"] = trace.load("memory/update_frame")
-        d["norms"] = token_norms(trace.load("memory/write")) if self.has_memory else None
-        return d
-
-    def _heatmap(self, ep: int) -> HeatmapPicture | None:
-        d = self.episode_data(ep)
-        return None if d["norms"] is None else HeatmapPicture.draw(d["norms"])
-
-    def frame(self, ep: int, step: int) -> np.ndarray:
-        """Every camera of the step, side by side (`camera_label` names them)."""
-        from memlens.store.traces import all_cameras
-
-        return all_cameras(self.store, ep, step)
-
-    def camera_label(self, ep: int) -> str:
-        from memlens.store.traces import frame_cameras
-
-        names = [c.removeprefix("observation.images.") for c in frame_cameras(self.store, ep)]
-        return f"camera{'s' if len(names) > 1 else ''}: {' | '.join(names)}"
-
-    def info(self, ep: int, step: int) -> str:
-        d = self.episode_data(ep)
-        u = int(d["update_of_frame"][step])
-        labels = ", ".join(f"{k}={int(v[step])}" for k, v in sorted(d["labels"].items()))
-        act = np.array2string(d["predicted"][step], precision=3)
-        ds = "" if d["dataset"] is None else f" · dataset action {np.array2string(d['dataset'][step], precision=3)}"
-        return (f"**episode {ep}** · step {step} / {d['length'] - 1} · memory update {u} (frame "
-                f"{int(d['update_frame'][u])}) · {labels or 'no labels'}  \npredicted action {act}{ds}")
-
-    # ---- the embedding over all episodes ------------------------------------------------
-    def embedding(self):
-        """(ScatterPicture, episode of each point, update of each point), fitted once, on first use."""
-        with self._embedding_lock:
-            if self._embedding is None:
-                from memlens.analysis.embedding import fit_map
-
-                ms = memory_states(self.store)
-                coords = fit_map(ms, random_state=0).points.coords
-                pic = ScatterPicture.draw(coords, ms.update.astype(float))
-                self._embedding = (pic, ms.episode, ms.update)
-        return self._embedding
-
-    def umap_picture(self, ep: int, step: int) -> np.ndarray:
-        pic, eps, upd = self.embedding()
-        rows = np.flatnonzero(eps == ep)
-        u = int(self.episode_data(ep)["update_of_frame"][step])
-        return pic.with_path(rows, current=int(rows[u]) if u < len(rows) else None)
-
-    def umap_click(self, x: float, y: float) -> tuple[int, int]:
-        """(episode, step) of the point nearest the clicked pixel."""
-        pic, eps, upd = self.embedding()
-        i = pic.nearest(x, y)
-        ep, u = int(eps[i]), int(upd[i])
-        return ep, int(self.episode_data(ep)["update_frame"][u])
-
-    def heatmap_click(self, ep: int, x: float, y: float) -> int:
-        """Step (frame) of the memory update under the clicked heat-map cell."""
-        col, _ = self.heatmap(ep).cell(int(x), int(y))
-        return int(self.episode_data(ep)["update_frame"][col])
-
-    def heatmap_picture(self, ep: int, step: int) -> np.ndarray | None:
-        pic = self.heatmap(ep)
-        return None if pic is None else pic.with_cursor(int(self.episode_data(ep)["update_of_frame"][step]))
-
-
-    # ---- probe, attention and compare panels (the analysis API, unchanged) ------------------
-    def labels(self) -> list[str]:
-        from memlens.analysis.data import available_labels
-
-        return available_labels(self.store) + ["task", "future_action"]
-
-    def feature_sets(self) -> list[str]:
-        trace = self.store.episode(self.episodes[0])
-        sets = ["memory"] if self.has_memory else []
-        if self.has_memory:
-            sets += [f"token:{i}" for i in range(trace.shapes["memory/write"][1])] + ["initial"]
-        if "hidden/memory" in trace:
-            sets += [f"layer:{i}" for i in range(trace.shapes["hidden/memory"][1])]
-        if "hidden/observation" in trace:
-            sets.append("observation")
-        return sets
-
-    def _probe(self, label: str, features: str):
-        """The panel's probe: the analysis API's grouped, controlled probe, sized for an interaction
-        (at most 300 episodes, a fixed random subset; 3 folds; 32 PCA components: under 1 s on a store of
-        1,000 episodes, against ~16 s for the full 5-fold, 128-component probe on all of them)."""
-        from memlens.analysis.probes import MemoryProbe, probe_data, probe_on
-
-        eps = self.episodes
-        if len(eps) > PANEL_PROBE_EPISODES:  # a fixed random subset: the same one for every choice
-            eps = sorted(np.random.default_rng(0).choice(eps, PANEL_PROBE_EPISODES, replace=False).tolist())
-        data = probe_data(self.store, label, features=features, episodes=eps)
-        est = MemoryProbe(data.kind, n_components=PANEL_PROBE_COMPONENTS, max_iter=100)
-        res = probe_on(data, n_splits=PANEL_PROBE_FOLDS, estimator=est)
-        subset = f"{len(eps)} of {len(self.episodes)} episodes, " if len(eps) < len(self.episodes) else ""
-        return (f"{res.summary()}  \n*interactive probe: {subset}{PANEL_PROBE_FOLDS} folds, {PANEL_PROBE_COMPONENTS} "
-                "PCA components; `memlens.analysis.probe` runs the full one*"), res.figure
-
-    def _attention(self, ep: int):
-        from memlens.analysis.attention import attention_over_time
-
-        att = attention_over_time(self.store, ep)
-        reads = att.action_from_memory
-        text = ("" if reads is None else f"actions read {100 * float(reads.mean()):.1f}% of their attention from "
-                f"memory (mean over updates, layers and heads); groups: {', '.join(att.groups)}")
-        return att.figure, text
-
-    def compare(self, other):
-        from memlens.analysis.compare import compare_checkpoints
-
-        res = compare_checkpoints(self.store, other, names=("this", "other"))
-        rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                         for k, v in res.summary.items())
-        text = (f"**this** `{res.stores[0]}` ({res.checkpoints[0]})  \n**other** `{res.stores[1]}` "
-                f"({res.checkpoints[1]})\n\n| measure | value |\n|---|---|\n{rows}\n\n" + "  \n".join(res.notes))
-        return text, res.figure
+# Forwards a click on a cell of the heat map or a point of the map to the server: plotly's `plotly_click`
+# gives the clicked point's customdata, which goes into a hidden textbox whose `input` event the server
+# handles. Gradio draws a plot with Plotly.react into one div per plot (listeners survive a redraw); a
+# MutationObserver binds each new div once.
+CLICK_JS = """
+() => {
+  const targets = [["heatmap", "heat_click"], ["map", "map_click"]];
+  const bind = () => {
+    for (const [plot, box] of targets) {
+      const gd = document.querySelector(`#${plot} .js-plotly-plot`);
+      if (!gd || gd.__memlensBound || typeof gd.on !== "function") continue;
+      gd.__memlensBound = true;
+      gd.on("plotly_click", (ev) => {
+        const p = ev && ev.points && ev.points[0];
+        if (!p || p.customdata === undefined) return;
+        const input = document.querySelector(`#${box} textarea, #${box} input`);
+        if (!input) return;
+        input.value = JSON.stringify({customdata: Array.from(p.customdata, Number), at: Date.now()});
+        input.dispatchEvent(new Event("input", {bubbles: true}));
+      });
+    }
+  };
+  new MutationObserver(bind).observe(document.body, {childList: true, subtree: true});
+  bind();
+}
+"""
+CSS = "#camera img { image-rendering: pixelated; }"
 
 
 def open_view(path) -> tuple[TraceView | None, str]:
@@ -253,6 +72,32 @@ def _step_slider(n_frames: int, value: int, **kwargs):
                      interactive=n_frames > 1, **kwargs)
 
 
+def _filters(rows: list[dict]) -> list[str]:
+    """The table's filter choices: every value of every column with at most 20 distinct values."""
+    out = ["all episodes"]
+    for col in [c for c in (rows[0] if rows else {}) if c not in ("episode", "length")]:
+        values = sorted({str(r.get(col)) for r in rows})
+        if 1 < len(values) <= 20:
+            out += [f"{col} = {v}" for v in values]
+    return out
+
+
+def _filtered(rows: list[dict], choice: str | None):
+    import pandas as pd
+
+    if choice and " = " in choice:
+        col, value = choice.split(" = ", 1)
+        rows = [r for r in rows if str(r.get(col)) == value]
+    return pd.DataFrame(rows)
+
+
+def _click(text: str) -> list:
+    try:
+        return json.loads(text)["customdata"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"a click message must be JSON with its point's customdata, got {text!r:.80}.") from exc
+
+
 def build_app(traces, compare=None):
     """The gradio Blocks app for the trace store at `traces` (and `compare`, a second store)."""
     import gradio as gr
@@ -260,6 +105,7 @@ def build_app(traces, compare=None):
     view, problem = open_view(traces)
     with gr.Blocks(title="memlens") as app:
         app.memlens_view = view  # what the page shows (tests and notebooks read it)
+        app.memlens_css = CSS
         gr.Markdown(f"# memlens · `{traces}`")
         gr.Markdown(problem, elem_id="message", visible=bool(problem))
         if view is None:
@@ -271,14 +117,29 @@ def build_app(traces, compare=None):
             step = _step_slider(n0, 0, elem_id="step")
         info = gr.Markdown(view.info(first, 0), elem_id="info")
         pending = gr.State(None)  # step to land on after a click switched the episode
-        with gr.Row():
-            camera = gr.Image(view.frame(first, 0), label=view.camera_label(first), elem_id="camera", interactive=False, height=256,
-                              format="png")
-            heat = gr.Image(view.heatmap_picture(first, 0), label="memory token norms (click a cell)",
-                            elem_id="heatmap", interactive=False, visible=view.has_memory, format="png")
-        with gr.Row():
-            umap = gr.Image(label="UMAP of memory states (click a point)", elem_id="umap", interactive=False,
-                            visible=view.has_memory, format="png")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                camera = gr.Image(view.frame(first, 0), label=view.camera_label(first), elem_id="camera",
+                                  interactive=False, format="png", show_label=True)
+            with gr.Column(scale=3, visible=view.has_memory):
+                heat_value = gr.Radio(list(HEATMAP_CHOICES), value=HEATMAP_CHOICES[0], label="heat-map value "
+                                      "(delta: change since the previous update; standardised: each token's norm "
+                                      "as z-score; norm: raw)", elem_id="heat_value")
+                heat = gr.Plot(view.heatmap_figure(first, 0, HEATMAP_CHOICES[0]), label="memory tokens (click a cell)",
+                               elem_id="heatmap")
+        with gr.Row(equal_height=False, visible=view.has_memory):
+            with gr.Column(scale=3):
+                color_by = gr.Dropdown(view.color_choices() if view.has_memory else ["time"], value="time",
+                                       label="colour the map by", elem_id="color_by")
+                mapplot = gr.Plot(label="memory states (click a point)", elem_id="map")
+            with gr.Column(scale=2):
+                rows = view.table()
+                table_filter = gr.Dropdown(_filters(rows), value="all episodes", label="show", elem_id="table_filter")
+                table = gr.Dataframe(_filtered(rows, None), label="episodes (select a row to open it)",
+                                     interactive=False, elem_id="episodes", max_height=420)
+        heat_click = gr.Textbox(visible="hidden", elem_id="heat_click")
+        map_click = gr.Textbox(visible="hidden", elem_id="map_click")
+        timer = gr.Timer(MAP_POLL_SECONDS, active=False)
 
         with gr.Tab("probe"):
             labels = view.labels()
@@ -297,39 +158,50 @@ def build_app(traces, compare=None):
             compare_text = gr.Markdown(elem_id="compare_summary")
             compare_plot = gr.Plot(elem_id="compare_plot")
 
-        def on_step(ep, s):
-            ep, s = int(ep), int(s)
-            try:
-                return (view.frame(ep, s), view.heatmap_picture(ep, s),
-                        view.umap_picture(ep, s) if view.has_memory else None, view.info(ep, s))
-            except (UserError, TraceStoreError, OSError, IndexError, KeyError) as exc:
-                raise gr.Error(str(exc)) from exc
+        def guarded(fn):
+            def run(*args):
+                try:
+                    return fn(*args)
+                except (UserError, TraceStoreError, OSError, IndexError, KeyError, ValueError) as exc:
+                    raise gr.Error(str(exc)) from exc
+            return run
 
-        def on_episode(ep, pend):
+        def on_step(ep, s, value, colour):
+            ep, s = int(ep), int(s)
+            return (view.frame(ep, s), view.heatmap_figure(ep, s, value), view.map_figure(ep, s, colour),
+                    view.info(ep, s))
+
+        def on_episode(ep, pend, value, colour):
             ep = int(ep)
-            s = int(pend) if pend is not None else 0
             n = view.episode_data(ep)["length"]
-            s = min(s, n - 1)
-            return (_step_slider(n, s), None, *on_step(ep, s),
+            s = min(int(pend) if pend is not None else 0, n - 1)
+            frame, heatmap, points, text = on_step(ep, s, value, colour)
+            return (_step_slider(n, s), None, gr.Image(frame, label=view.camera_label(ep)), heatmap, points, text,
                     *on_attention(ep))
 
-        def heatmap_cell_to_step(ep: str, x: float, y: float) -> int:
-            """Step (frame) of the memory update under pixel (x, y) of the heat-map image."""
-            return view.heatmap_click(int(ep), float(x), float(y))
+        def heatmap_cell_to_step(ep: str, click: str) -> int:
+            """Step of the clicked heat-map cell; `click` is the page's click message (its customdata)."""
+            return view.click_target(_click(click), int(ep))[1]
 
-        def umap_point_to_step(x: float, y: float) -> tuple[str, int]:
-            """(episode, step) of the UMAP point nearest pixel (x, y) of the UMAP image."""
-            ep, s = view.umap_click(float(x), float(y))
+        def map_point_to_step(click: str) -> tuple[str, int]:
+            """(episode, step) of the clicked map point; `click` is the page's click message (its customdata)."""
+            ep, s = view.click_target(_click(click))
             return str(ep), s
 
-        def on_heat_click(ep, evt: gr.SelectData):
-            return heatmap_cell_to_step(ep, *evt.index)
-
-        def on_umap_click(ep, evt: gr.SelectData):
-            new_ep, new_s = umap_point_to_step(*evt.index)
+        def on_map_click(ep, click):
+            new_ep, new_s = map_point_to_step(click)
             if new_ep == str(ep):
                 return gr.update(), new_s, None
             return new_ep, gr.update(), new_s
+
+        def on_row(evt: gr.SelectData):
+            row = evt.row_value
+            return str(int(row[0])) if row else gr.update()
+
+        def on_map_ready(ep, s, colour):
+            if view.start_umap():
+                return gr.update(), gr.Timer(active=True)
+            return view.map_figure(int(ep), int(s), colour), gr.Timer(active=False)
 
         def on_probe(label, features):
             try:
@@ -352,14 +224,31 @@ def build_app(traces, compare=None):
             except UserError as exc:
                 return f"**Cannot compare.** {exc}", None
 
-        step.change(on_step, [episode, step], [camera, heat, umap, info], show_progress="hidden", api_name="step")
-        episode.change(on_episode, [episode, pending], [step, pending, camera, heat, umap, info, attention_plot,
-                                                        attention_text], api_name="episode")
-        heat.select(on_heat_click, [episode], [step], api_visibility="private")
-        umap.select(on_umap_click, [episode], [episode, step, pending], api_visibility="private")
+        def on_load():
+            fitting = view.start_umap() if view.has_memory else False
+            return (view.map_figure(first, 0) if view.has_memory else None, gr.Timer(active=fitting),
+                    *on_attention(first), *on_compare())
+
+        step.change(guarded(on_step), [episode, step, heat_value, color_by], [camera, heat, mapplot, info],
+                    show_progress="hidden", api_name="step")
+        episode.change(guarded(on_episode), [episode, pending, heat_value, color_by],
+                       [step, pending, camera, heat, mapplot, info, attention_plot, attention_text],
+                       api_name="episode")
+        heat_value.change(guarded(lambda ep, s, v: view.heatmap_figure(int(ep), int(s), v)),
+                          [episode, step, heat_value], [heat], api_name="heat_value")
+        color_by.change(guarded(lambda ep, s, c: view.map_figure(int(ep), int(s), c)), [episode, step, color_by],
+                        [mapplot], api_name="color_by")
+        heat_click.change(guarded(heatmap_cell_to_step), [episode, heat_click], [step], api_visibility="private")
+        map_click.change(guarded(on_map_click), [episode, map_click], [episode, step, pending],
+                        api_visibility="private")
+        table.select(on_row, None, [episode], api_visibility="private")
+        table_filter.change(lambda c: _filtered(view.table(), c), [table_filter], [table], api_name="table")
+        timer.tick(guarded(on_map_ready), [episode, step, color_by], [mapplot, timer], show_progress="hidden",
+                   api_visibility="private")
         probe_button.click(on_probe, [probe_label, probe_features], [probe_text, probe_plot], api_name="probe")
         gr.api(heatmap_cell_to_step, api_name="heatmap_cell_to_step")
-        gr.api(umap_point_to_step, api_name="umap_point_to_step")
+        gr.api(map_point_to_step, api_name="map_point_to_step")
+
         def attention_summary(ep: str) -> str:
             """The attention panel's text for episode `ep`."""
             return on_attention(ep)[1]
@@ -371,9 +260,8 @@ def build_app(traces, compare=None):
             return on_compare()[0]
 
         gr.api(compare_summary, api_name="compare_summary")
-        app.load(lambda: (view.umap_picture(first, 0) if view.has_memory else None, *on_attention(first),
-                          *on_compare()),
-                 None, [umap, attention_plot, attention_text, compare_text, compare_plot])
+        app.load(on_load, None, [mapplot, timer, attention_plot, attention_text, compare_text, compare_plot])
+        app.load(None, None, None, js=CLICK_JS)
     return app
 
 
@@ -404,5 +292,5 @@ def serve(traces, *, host: str = "127.0.0.1", port: int = 7860, compare=None, bl
     app = build_app(traces, compare=compare)
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
-               allowed_paths=[], quiet=True)
+               allowed_paths=[], quiet=True, css=CSS)
     return app
