@@ -31,13 +31,13 @@ def heatmap_figure(values: np.ndarray, frames: np.ndarray, *, value: str, episod
     hm = MemoryHeatmap(values=np.asarray(values, dtype=np.float64), frames=np.asarray(frames, dtype=np.int64),
                        value=value, episodes=[int(episode)], std=np.zeros_like(values, dtype=np.float64),
                        count=np.ones(len(values), dtype=np.int64))
-    fig = analysis_heatmap_figure(hm, title=f"Memory tokens of episode {episode}: {VALUE_TITLES[value]}", events=events)
+    title = (f"Memory tokens of episode {episode}: {VALUE_TITLES[value]}<br><sub>raw token norm "
+             f"{raw_range[0]:.4g} to {raw_range[1]:.4g}</sub>")
+    fig = analysis_heatmap_figure(hm, title=title, events=events)
     finite = hm.values[np.isfinite(hm.values)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     short = {"norm": "norm", "delta": "change", "standardised": "z"}[value]
     fig.update_traces(colorbar={"title": {"text": f"{short}<br><sub>{lo:.4g} to {hi:.4g}</sub>"}})
-    fig.add_annotation(text=f"raw token norm {raw_range[0]:.4g} to {raw_range[1]:.4g}", xref="paper", yref="paper",
-                       x=1.0, y=1.08, showarrow=False, xanchor="right", font={"size": 11, "color": "#555"})
     n_upd = len(hm.frames)
     if cursor is not None and 0 <= cursor < n_upd:
         period = int(np.median(np.diff(hm.frames))) if n_upd > 1 else 1
@@ -45,7 +45,7 @@ def heatmap_figure(values: np.ndarray, frames: np.ndarray, *, value: str, episod
         x1 = int(hm.frames[cursor + 1]) if cursor + 1 < n_upd else x0 + period
         fig.add_shape(type="rect", x0=x0, x1=x1, y0=-0.5, y1=hm.values.shape[1] - 0.5, xref="x", yref="y",
                       line={"color": CURSOR, "width": 3})
-    fig.update_layout(height=150 + 34 * hm.values.shape[1], margin={"t": 60, "b": 50, "l": 60, "r": 20},
+    fig.update_layout(height=170 + 34 * hm.values.shape[1], margin={"t": 80, "b": 50, "l": 60, "r": 20},
                       uirevision=f"heat-{episode}")
     return fig
 
