@@ -91,22 +91,11 @@ class CachedEpisode:
 
 
 def legible(images: list[np.ndarray], min_height: int = CAMERA_HEIGHT, gap: int = 6) -> np.ndarray:
-    """Camera images side by side, each scaled up by a whole factor (nearest neighbour: pixels stay sharp)
-    to at least `min_height`, shorter ones padded white at the bottom."""
-    scaled = []
-    for im in images:
-        im = np.asarray(im)
-        if im.ndim == 2:
-            im = np.repeat(im[..., None], 3, axis=-1)
-        k = max(1, -(-min_height // max(1, im.shape[0])))
-        scaled.append(np.repeat(np.repeat(im[..., :3], k, axis=0), k, axis=1).astype(np.uint8))
-    height = max(im.shape[0] for im in scaled)
-    parts = []
-    for i, im in enumerate(scaled):
-        if i:
-            parts.append(np.full((height, gap, 3), 255, np.uint8))
-        parts.append(np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)), constant_values=255))
-    return np.concatenate(parts, axis=1)
+    """Camera images side by side, each scaled up by a whole factor (nearest neighbour) to at least
+    `min_height` rows (`memlens.store.traces.side_by_side`)."""
+    from memlens.store.traces import side_by_side
+
+    return side_by_side(images, gap=gap, min_height=min_height)
 
 
 class TraceView:

@@ -48,15 +48,28 @@ def frame_cameras(store: TraceStore, episode: int) -> list[str]:
     return stored or cameras(store)
 
 
-def all_cameras(store: TraceStore, episode: int, step: int, gap: int = 4) -> np.ndarray:
-    """Every camera's frame of `step`, side by side in `frame_cameras` order (`gap` white columns between;
-    shorter images padded at the bottom): `[H, W_total, 3]` uint8."""
-    images = [frame(store, episode, step, cam) for cam in frame_cameras(store, episode)]
-    if len(images) == 1:
-        return images[0]
-    height = max(im.shape[0] for im in images)
+def all_cameras(store: TraceStore, episode: int, step: int, gap: int = 4, min_height: int = 0) -> np.ndarray:
+    """Every camera's frame of `step`, side by side in `frame_cameras` order (`side_by_side`):
+    `[H, W_total, 3]` uint8."""
+    return side_by_side([frame(store, episode, step, cam) for cam in frame_cameras(store, episode)], gap=gap,
+                        min_height=min_height)
+
+
+def side_by_side(images: list[np.ndarray], *, gap: int = 4, min_height: int = 0) -> np.ndarray:
+    """Images side by side, `gap` white columns between, shorter ones padded white at the bottom; each is
+    first scaled up by a whole factor (nearest neighbour: pixels stay sharp) to at least `min_height` rows."""
+    scaled = []
+    for im in images:
+        im = np.asarray(im)
+        if im.ndim == 2:
+            im = np.repeat(im[..., None], 3, axis=-1)
+        k = max(1, -(-min_height // max(1, im.shape[0])))
+        scaled.append(np.repeat(np.repeat(im[..., :3], k, axis=0), k, axis=1).astype(np.uint8))
+    if len(scaled) == 1:
+        return scaled[0]
+    height = max(im.shape[0] for im in scaled)
     parts = []
-    for i, im in enumerate(images):
+    for i, im in enumerate(scaled):
         if i:
             parts.append(np.full((height, gap, 3), 255, np.uint8))
         parts.append(np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)), constant_values=255))
