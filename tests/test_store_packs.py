@@ -261,6 +261,12 @@ def test_packs_hold_at_most_pack_episodes_each(tmp_path, monkeypatch):
     assert [fmt.parse_pack_name(n) for n in pack_dirs(root)] == [(0, 2), (3, 5), (6, 7)]
     np.testing.assert_array_equal(TraceStore.open(root).gather("memory/write")[0],
                                   np.concatenate([episode(e)["memory/write"] for e in range(8)]))
+    reader = TraceStore.open(root)  # one episode of a large store: only its own pack's pack.json is read
+    read = []
+    original = reader._backend.read_bytes
+    monkeypatch.setattr(reader._backend, "read_bytes", lambda rel: read.append(rel) or original(rel))
+    np.testing.assert_array_equal(reader.episode(4).load("memory/write"), episode(4)["memory/write"])
+    assert [r for r in read if r.endswith("pack.json")] == [f"packs/{pack_dirs(root)[1]}/pack.json"]
 
 
 def test_deleting_a_packed_episode_deletes_its_pack_and_the_rest_reads_the_same(tmp_path):

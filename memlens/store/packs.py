@@ -127,21 +127,26 @@ class PackIndex:
         self._lock = threading.RLock()
         self.packs: dict[str, Pack] = {}
         self._bad: set[str] = set()  # pack.json unreadable, of another store, or data unreadable: not used
-        self._cover: dict[int, str] | None = None
+        self._names: list[str] = []  # listed in packs/, sorted; pack.json read on first need (`get`)
         self._blocks: dict[tuple[str, str, int], np.ndarray] = {}
         self._zarrs: dict[tuple[str, str], zarr.Array] = {}  # opened packed arrays
         self._listed = False
 
-    def refresh(self) -> None:
-        """List ``packs/`` again: forget deleted packs, read the ``pack.json`` of new ones."""
-        names = self._backend.list_packs()
+    def _list(self) -> None:
+        """List ``packs/`` again and forget deleted packs (reads no ``pack.json``)."""
+        names = sorted(self._backend.list_packs())
         with self._lock:
             for name in (set(self.packs) | self._bad) - set(names):
                 self.forget(name)
-            for name in names:
-                if name not in self.packs and name not in self._bad:
-                    self.get(name)
+            self._names = names
             self._listed = True
+
+    def refresh(self) -> None:
+        """List ``packs/`` again: forget deleted packs, read the ``pack.json`` of new ones."""
+        self._list()
+        for name in self._names:
+            if name not in self.packs and name not in self._bad:
+                self.get(name)
 
     def get(self, name: str) -> Pack | None:
         """The pack ``name`` (its ``pack.json`` read once), None while it has none or if it is unreadable."""
@@ -162,7 +167,6 @@ class PackIndex:
                 self._bad.add(name)
                 return None
             self.packs[name] = pack
-            self._cover = None
             return pack
 
     def unusable(self) -> list[str]:
@@ -173,24 +177,23 @@ class PackIndex:
         with self._lock:
             self.packs.pop(name, None)
             self._bad.discard(name)
-            self._cover = None
             for cache in (self._blocks, self._zarrs):
                 for key in [k for k in cache if k[0] == name]:
                     del cache[key]
 
     def pack_of(self, ep: int) -> Pack | None:
-        """The first pack (by name) covering episode ``ep``."""
+        """The first pack (by name) covering episode ``ep``. Only the packs whose names' episode range holds
+        ``ep`` have their ``pack.json`` read, so opening one episode of a large store reads one small file."""
         if not self._listed:
-            self.refresh()
-        with self._lock:
-            if self._cover is None:
-                cover: dict[int, str] = {}
-                for name in sorted(self.packs):
-                    for e in self.packs[name].episodes:
-                        cover.setdefault(e, name)
-                self._cover = cover
-            name = self._cover.get(ep)
-            return self.packs.get(name) if name is not None else None
+            self._list()
+        for name in list(self._names):
+            span = parse_pack_name(name)
+            if span is not None and not span[0] <= ep <= span[1]:
+                continue
+            pack = self.get(name)
+            if pack is not None and ep in pack.covered:
+                return pack
+        return None
 
     def alive(self, pack: Pack) -> bool:
         """Whether ``pack.json`` of ``pack`` is still there (else the pack is forgotten)."""
@@ -204,7 +207,7 @@ class PackIndex:
         pack = self.pack_of(ep)
         if pack is None or self.alive(pack):
             return pack
-        self.refresh()
+        self._list()
         pack = self.pack_of(ep)
         return pack if pack is None or self.alive(pack) else None
 
