@@ -28,6 +28,13 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 __all__ = list(_MODULE_OF)
 
 
+# `probe_data` is both a submodule and a function: importing the submodule (as `memlens.analysis.probes`
+# does) would set the package's attribute to the module, so the function is bound now, after it.
+from memlens.analysis.probe_data import probe_data  # noqa: E402
+
+_BOUND_NOW = (probe_data,)
+
+
 def __getattr__(name: str):
     if name not in _MODULE_OF:
         raise AttributeError(f"module 'memlens.analysis' has no attribute {name!r}")

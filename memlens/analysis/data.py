@@ -22,6 +22,7 @@ from memlens.errors import UserError
 from memlens.store import EpisodeNotFoundError, TraceStore
 
 MEMORY_SITES = ("memory/write", "memory/read")
+CLASSIFICATION, REGRESSION = "classification", "regression"  # the two kinds of probe
 
 
 class AnalysisInputError(UserError):

@@ -23,9 +23,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from memlens.analysis.data import AnalysisInputError
+from memlens.analysis.data import CLASSIFICATION, REGRESSION, AnalysisInputError
 
-CLASSIFICATION, REGRESSION = "classification", "regression"
 # Above LARGE states the embedding's defaults trade a little layout polish for time (bench/bench_umap.py): PCA
 # initialisation instead of spectral, and LARGE_EPOCHS optimisation epochs instead of umap-learn's 200.
 LARGE, LARGE_EPOCHS = 10_000, 100

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memlens.analysis.data import (
+    CLASSIFICATION,
+    REGRESSION,
     AnalysisInputError,
     FeaturesUnavailableError,
     as_store,
     check_same_checkpoint,
     select_episodes,
 )
-from memlens.analysis.estimators import CLASSIFICATION, REGRESSION
 
 EPISODE_LABELS = ("task",)  # read from episode attrs, not from label/<name> arrays
 
