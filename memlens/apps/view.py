@@ -116,6 +116,7 @@ class TraceView:
         self.umap_error: str | None = None
         self.episode_data = lru_cache(maxsize=256)(self._episode_data)
         self._map_figures = lru_cache(maxsize=16)(self._map_figure_base)
+        self.table = lru_cache(maxsize=1)(self._table)  # committed episodes never change: rows read once
         self.probe = lru_cache(maxsize=32)(self._probe)
         self.attention = lru_cache(maxsize=64)(self._attention)
 
@@ -242,10 +243,7 @@ class TraceView:
         return choices + sorted(self.states().labels)
 
     def _success(self) -> dict[int, bool]:
-        return {int(e): bool(s) for e, s in self._episode_attr("success").items() if s is not None}
-
-    def _episode_attr(self, key: str) -> dict[int, object]:
-        return {e: self.store.episode(e).attrs.get(key) for e in self.episodes}
+        return {r["episode"]: r["success"] for r in self.table() if "success" in r}
 
     def _map_figure_base(self, method: str, color_by: str) -> MapFigure:
         pts = self.map_points(method)
@@ -283,7 +281,7 @@ class TraceView:
         return (int(ep), cd[0]) if ep is not None else (cd[0], cd[1])
 
     # ---- the episode table ------------------------------------------------------------
-    def table(self) -> list[dict]:
+    def _table(self) -> list[dict]:
         """One row per episode: episode, task (when the store has several), length, success (live
         captures), and every label that is constant over the episode (its value; "varies" otherwise)."""
         rows = []

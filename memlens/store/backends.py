@@ -174,23 +174,22 @@ class LocalBackend:
         if token:
             shutil.rmtree(token, ignore_errors=True)
 
-    def delete_episode(self, name: str) -> None:
-        """Uncommit atomically (rename into staging), then remove the files."""
-        trash = self._staging_dir(f"deleted.{name}")
+    def _trash(self, rel: str, label: str) -> None:
+        """Remove ``rel`` atomically for readers (rename it into staging), then delete its files; a no-op if absent."""
+        trash = self._staging_dir(label)
         try:
-            os.rename(self._p(f"{EPISODES_DIR}/{name}"), trash)
+            os.rename(self._p(rel), trash)
         except FileNotFoundError:
             return
         shutil.rmtree(trash, ignore_errors=True)
 
+    def delete_episode(self, name: str) -> None:
+        """Uncommit atomically (rename into staging), then remove the files."""
+        self._trash(f"{EPISODES_DIR}/{name}", f"deleted.{name}")
+
     def clear_episodes(self) -> None:
         """Drop every episode at once (``overwrite=True``): rename ``episodes/`` away, then remove it."""
-        trash = self._staging_dir("overwritten")
-        try:
-            os.rename(self._p(EPISODES_DIR), trash)
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(trash, ignore_errors=True)
+        self._trash(EPISODES_DIR, "overwritten")
 
     # --- packs ----------------------------------------------------------------------------------------
     def list_packs(self) -> list[str]:
@@ -224,20 +223,10 @@ class LocalBackend:
 
     def delete_pack(self, name: str) -> None:
         """Unpublish atomically (rename into staging), then remove the files; a no-op if absent."""
-        trash = self._staging_dir("deleted.pack")
-        try:
-            os.rename(self._p(f"{PACKS_DIR}/{name}"), trash)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+        self._trash(f"{PACKS_DIR}/{name}", "deleted.pack")
 
     def clear_packs(self) -> None:
-        trash = self._staging_dir("deleted.packs")
-        try:
-            os.rename(self._p(PACKS_DIR), trash)
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(trash, ignore_errors=True)
+        self._trash(PACKS_DIR, "deleted.packs")
 
     def remove_incomplete_packs(self) -> list[str]:
         """Pack dirs without ``pack.json``: never a live writer's here (packs are renamed in whole)."""
