@@ -507,7 +507,7 @@ def app_cmd(
         typer.secho(f"warning: binding {host}: anyone who can reach this machine on port {port} can use the app "
                     "and read the trace store.", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"memlens app on {traces}: http://{host}:{port}  (Ctrl-C to stop)")
-    serve(traces, host=host, port=port, compare=compare)
+    serve(traces, host=host, port=port, compare=compare, preview=True)
 
 
 @app.command("rerun")

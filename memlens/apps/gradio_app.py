@@ -98,11 +98,12 @@ def _click(text: str) -> list:
         raise UserError(f"a click message must be JSON with its point's customdata, got {text!r:.80}.") from exc
 
 
-def build_app(traces, compare=None):
-    """The gradio Blocks app for the trace store at `traces` (and `compare`, a second store)."""
+def build_app(traces, compare=None, view: TraceView | None = None):
+    """The gradio Blocks app for the trace store at `traces` (and `compare`, a second store); `view`: the
+    store's `TraceView` when the caller opened it already (the preview page's)."""
     import gradio as gr
 
-    view, problem = open_view(traces)
+    view, problem = (view, "") if view is not None else open_view(traces)
     with gr.Blocks(title="memlens") as app:
         app.memlens_view = view  # what the page shows (tests and notebooks read it)
         app.memlens_css = CSS
@@ -131,7 +132,8 @@ def build_app(traces, compare=None):
             with gr.Column(scale=3):
                 color_by = gr.Dropdown(view.color_choices() if view.has_memory else ["time"], value="time",
                                        label="colour the map by", elem_id="color_by")
-                mapplot = gr.Plot(label="memory states (click a point)", elem_id="map")
+                mapplot = gr.Plot(view.map_figure(first, 0) if view.has_memory else None,
+                                  label="memory states (click a point)", elem_id="map")
             with gr.Column(scale=2):
                 rows = view.table()
                 table_filter = gr.Dropdown(_filters(rows), value="all episodes", label="show", elem_id="table_filter")
@@ -224,10 +226,12 @@ def build_app(traces, compare=None):
             except UserError as exc:
                 return f"**Cannot compare.** {exc}", None
 
-        def on_load():
+        baked = view.map_method() if view.has_memory else None  # the map the page's config carries
+
+        def on_load():  # the page comes with its map; redrawn only if the UMAP arrived since the app was built
             fitting = view.start_umap() if view.has_memory else False
-            return (view.map_figure(first, 0) if view.has_memory else None, gr.Timer(active=fitting),
-                    *on_attention(first), *on_compare())
+            fresh = view.map_figure(first, 0) if view.has_memory and view.map_method() != baked else gr.update()
+            return fresh, gr.Timer(active=fitting), *on_attention(first), *on_compare()
 
         step.change(guarded(on_step), [episode, step, heat_value, color_by], [camera, heat, mapplot, info],
                     show_progress="hidden", api_name="step")
@@ -260,13 +264,17 @@ def build_app(traces, compare=None):
             return on_compare()[0]
 
         gr.api(compare_summary, api_name="compare_summary")
-        app.load(on_load, None, [mapplot, timer, attention_plot, attention_text, compare_text, compare_plot])
+        app.load(on_load, None, [mapplot, timer, attention_plot, attention_text, compare_text, compare_plot],
+                 show_progress="hidden")
         app.load(None, None, None, js=CLICK_JS)
     return app
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on (host, port). SO_REUSEADDR, as the servers themselves bind: connections of
+    a server stopped a moment ago, waiting out TIME_WAIT, do not make the port busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -286,11 +294,25 @@ def check_port(host: str, port: int) -> None:
                         + (f"Try --port {other}." if other else "Pass a free port with --port."))
 
 
-def serve(traces, *, host: str = "127.0.0.1", port: int = 7860, compare=None, block: bool = True):
-    """Build and launch the app; a busy port is a UserError that suggests a free one."""
+def serve(traces, *, host: str = "127.0.0.1", port: int = 7860, compare=None, block: bool = True,
+          preview: bool = False):
+    """Build and launch the app; a busy port is a UserError that suggests a free one. With `preview`, the
+    port serves `memlens.apps.preview`'s page (the first episode's figures) while gradio is imported and
+    the app built, then gradio takes it over (what `memlens app` does)."""
     check_port(host, port)
-    app = build_app(traces, compare=compare)
-    app.queue(default_concurrency_limit=4)
+    view, first_page = None, None
+    if preview:
+        view, _ = open_view(traces)
+        if view is not None:
+            from memlens.apps.preview import Preview
+
+            first_page = Preview(view, host, port, title=str(traces)).start()
+    try:
+        app = build_app(traces, compare=compare, view=view)
+        app.queue(default_concurrency_limit=4)
+    finally:
+        if first_page is not None:
+            first_page.stop()
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
                allowed_paths=[], quiet=True, css=CSS)
     return app

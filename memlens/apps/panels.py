@@ -65,19 +65,27 @@ def color_values(points, color_by: str, success: dict[int, bool] | None = None) 
     return v, categorical
 
 
+def drawn_rows(n: int) -> np.ndarray:
+    """The rows of an `n`-point map drawn in its background: all, or `MAX_POINTS` of them (seeded)."""
+    if n <= MAX_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, MAX_POINTS, replace=False))
+
+
+def map_title(method: str, n_drawn: int, n_points: int, n_episodes: int, color_by: str) -> str:
+    drawn = f"{n_drawn:,} of {n_points:,} states drawn" if n_drawn < n_points else f"{n_points:,} states"
+    return f"{method} of memory states ({drawn}, {n_episodes:,} episodes), coloured by {color_by}"
+
+
 class MapFigure:
     """The map of every memory state, drawn once per colouring; `figure(rows, current)` adds an episode."""
 
     def __init__(self, points, *, method: str, axis_titles: tuple[str, str], color_by: str = "time",
                  success: dict[int, bool] | None = None):
         self.points, self.method, self.axis_titles, self.color_by = points, method, axis_titles, color_by
-        n = len(points)
-        shown = np.arange(n)
-        if n > MAX_POINTS:
-            shown = np.sort(np.random.default_rng(0).choice(n, MAX_POINTS, replace=False))
-        self.shown = shown
+        self.shown = drawn_rows(len(points))
         self.custom = np.stack([points.episode, points.frame, points.update], axis=-1).astype(np.int64)
-        self.size = 9 if len(shown) <= 500 else 6 if len(shown) <= 5000 else 4
+        self.size = 9 if len(self.shown) <= 500 else 6 if len(self.shown) <= 5000 else 4
         values, categorical = color_values(points, color_by, success)
         self.background = self._background(values, categorical)
 
@@ -114,23 +122,24 @@ class MapFigure:
         p = self.points
         fig = go.Figure(self.background)
         rows = rows[np.argsort(p.update[rows], kind="stable")]
-        fig.add_trace(go.Scatter(x=p.coords[rows, 0], y=p.coords[rows, 1], mode="lines+markers",
+        # WebGL traces draw on a canvas above every SVG trace: the path and the star must be WebGL too when
+        # the background is, or the background's points hide them
+        scatter = self._scatter(len(self.shown))
+        fig.add_trace(scatter(x=p.coords[rows, 0], y=p.coords[rows, 1], mode="lines+markers",
                                  name=f"episode {episode}", customdata=self.custom[rows],
                                  line={"color": "#222", "width": 2}, marker={"size": 7, "color": "#222"},
                                  hovertemplate="episode %{customdata[0]} · step %{customdata[1]} "
                                                "(update %{customdata[2]})<extra></extra>"))
         if current is not None:
-            fig.add_trace(go.Scatter(x=[p.coords[current, 0]], y=[p.coords[current, 1]], mode="markers",
+            fig.add_trace(scatter(x=[p.coords[current, 0]], y=[p.coords[current, 1]], mode="markers",
                                      name="now", customdata=[self.custom[current]],
                                      hovertemplate="now: episode %{customdata[0]} · step %{customdata[1]}"
                                                    "<extra></extra>",
                                      marker={"symbol": "star", "size": 18, "color": CURSOR,
                                              "line": {"color": "black", "width": 1}}))
-        n_eps = len(np.unique(p.episode))
-        drawn = f"{len(self.shown):,} of {len(p):,} states drawn" if len(self.shown) < len(p) else f"{len(p):,} states"
+        title = map_title(self.method, len(self.shown), len(p), len(np.unique(p.episode)), self.color_by)
         fig.update_layout(
-            title={"text": f"{self.method} of memory states ({drawn}, {n_eps:,} episodes), coloured by "
-                           f"{self.color_by}" + (f"<br><sub>{note}</sub>" if note else "")},
+            title={"text": title + (f"<br><sub>{note}</sub>" if note else "")},
             xaxis_title=self.axis_titles[0], yaxis_title=self.axis_titles[1], template="plotly_white",
             height=520, margin={"t": 80, "b": 50, "l": 60, "r": 20}, clickmode="event",
             legend={"orientation": "h", "y": -0.12, "x": 0}, uirevision=f"{self.method}-{self.color_by}",

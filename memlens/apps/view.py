@@ -245,31 +245,38 @@ class TraceView:
     def _success(self) -> dict[int, bool]:
         return {r["episode"]: r["success"] for r in self.table() if "success" in r}
 
-    def _map_figure_base(self, method: str, color_by: str) -> MapFigure:
-        pts = self.map_points(method)
+    def map_axis_titles(self, method: str) -> tuple[str, str]:
         if method == "pca":
+            self.map_points("pca")
             var = self._pca_variance if self._pca_variance is not None else np.zeros(2)
-            titles = (f"PC 1 ({100 * var[0]:.0f}% of variance)", f"PC 2 ({100 * var[1]:.0f}% of variance)")
-        else:
-            titles = ("UMAP 1", "UMAP 2")
+            return f"PC 1 ({100 * var[0]:.0f}% of variance)", f"PC 2 ({100 * var[1]:.0f}% of variance)"
+        return "UMAP 1", "UMAP 2"
+
+    def map_note(self, method: str) -> str:
+        if method != "pca":
+            return ""
+        return ("UMAP being fitted in the background; it replaces this PCA when ready" if self.umap_error is None
+                else f"no UMAP: {self.umap_error}")
+
+    def map_position(self, ep: int, step: int, method: str | None = None) -> tuple[np.ndarray, int | None]:
+        """The map's rows of episode `ep` and the row of the state in effect at `step` (None if not drawn)."""
+        pts = self.map_points(method)
+        rows = np.flatnonzero(pts.episode == ep)
+        frame = int(self.episode_data(ep)["update_frame"][self.update_at(ep, step)])
+        return rows, (pts.row_at(ep, frame) if len(rows) else None)
+
+    def _map_figure_base(self, method: str, color_by: str) -> MapFigure:
         success = self._success() if color_by == "success" else None
-        return MapFigure(pts, method="PCA" if method == "pca" else "UMAP", axis_titles=titles, color_by=color_by,
-                         success=success)
+        return MapFigure(self.map_points(method), method="PCA" if method == "pca" else "UMAP",
+                         axis_titles=self.map_axis_titles(method), color_by=color_by, success=success)
 
     def map_figure(self, ep: int, step: int, color_by: str = "time", method: str | None = None):
         if not self.has_memory:
             return None
         method = method or self.map_method()
         base = self._map_figures(method, color_by)
-        pts = base.points
-        rows = np.flatnonzero(pts.episode == ep)
-        frame = int(self.episode_data(ep)["update_frame"][self.update_at(ep, step)])
-        current = pts.row_at(ep, frame) if len(rows) else None
-        note = ""
-        if method == "pca":
-            note = ("UMAP being fitted in the background; it replaces this PCA when ready" if self.umap_error is None
-                    else f"no UMAP: {self.umap_error}")
-        return base.figure(ep, rows, current, note=note)
+        rows, current = self.map_position(ep, step, method)
+        return base.figure(ep, rows, current, note=self.map_note(method))
 
     # ---- clicks -----------------------------------------------------------------------
     def click_target(self, customdata, ep: int | None = None) -> tuple[int, int]:
