@@ -76,6 +76,7 @@ SIZE, N_ACTION_STEPS, CUE_STEPS, M, H, L, NH = 64, 5, 10, 4, 128, 4, 4
 GROUPS = ["camera:top", "language", "memory", "state", "actions"]
 TARGETS = np.array([[-0.6, -0.6], [0.6, -0.6], [-0.6, 0.6], [0.6, 0.6]])
 TARGET_S = 1.0
+UMAP_WAIT_S = 900  # how long the first-page measurement waits for the background UMAP to replace the PCA
 
 
 # ------------------------------------------------------------------------------------------- the store
@@ -220,6 +221,8 @@ class Timings:
 
 
 def fmt_s(s: float) -> str:
+    if s == float("inf"):
+        return f"not within {UMAP_WAIT_S} s"
     return f"{s:.2f} s" if s >= 1 else f"{1e3 * s:.0f} ms"
 
 
@@ -300,9 +303,12 @@ def fresh_gather(root: Path) -> float:
 GRADIO_DOC = ("(() => { const f = document.querySelector('#app'); "
               "if (f) return f.style.visibility === 'visible' ? f.contentDocument : null; "
               "return document.querySelector('.gradio-container') ? document : null; })()")
-FIRST_PAGE_DRAWN = ("() => !!(document.querySelector('#camera img') && "
-                    "document.querySelector('#heatmap img, #heatmap .js-plotly-plot .heatmaplayer') && "
-                    "document.querySelector('#map img, #map .js-plotly-plot .gtitle'))")
+_LOADED = "((i) => !!(i && i.complete && i.naturalWidth > 0))"  # a picture received and decoded
+FIRST_PAGE_USABLE = (f"() => {_LOADED}(document.querySelector('#camera img')) && "
+                     f"({_LOADED}(document.querySelector('#heatmap img')) || "
+                     "!!document.querySelector('#heatmap .js-plotly-plot .heatmaplayer'))")
+FIRST_PAGE_DRAWN = (f"() => ({FIRST_PAGE_USABLE})() && ({_LOADED}(document.querySelector('#map img')) || "
+                    "!!document.querySelector('#map .js-plotly-plot .gtitle'))")
 GRADIO_DRAWN = (f"() => {{ const d = {GRADIO_DOC}; return !!(d && d.querySelector('#camera img') && "
                 "d.querySelector('#heatmap .js-plotly-plot .heatmaplayer') && d.querySelector('#map .js-plotly-plot .gtitle')); }")
 MAP_TITLE = (f"() => {{ const d = {GRADIO_DOC}; const t = d && d.querySelector('#map .gtitle'); "
@@ -356,14 +362,22 @@ def first_page(root: Path, until_umap: bool) -> dict[str, float]:
         try:
             out = {"server answers": _wait_for_server(proc, port, t0)}
             page.goto(f"http://127.0.0.1:{port}/", wait_until="commit", timeout=120_000)
+            page.wait_for_function(FIRST_PAGE_USABLE, timeout=120_000, polling=50)
+            out["frame and heat map"] = time.perf_counter() - t0
             page.wait_for_function(FIRST_PAGE_DRAWN, timeout=120_000, polling=50)
             out["full page"] = time.perf_counter() - t0
             out["map shown first"] = page.evaluate(FIRST_MAP_TITLE).split(" of ")[0]
             page.wait_for_function(GRADIO_DRAWN, timeout=120_000, polling=100)
             out["interactive page"] = time.perf_counter() - t0
             if until_umap and not page.evaluate(MAP_TITLE).startswith("UMAP"):
-                page.wait_for_function(f"() => ({MAP_TITLE})().startsWith('UMAP')", timeout=600_000, polling=200)
-                out["UMAP shown"] = time.perf_counter() - t0
+                from playwright.sync_api import TimeoutError as PageTimeout
+
+                try:
+                    page.wait_for_function(f"() => ({MAP_TITLE})().startsWith('UMAP')", timeout=UMAP_WAIT_S * 1000,
+                                           polling=200)
+                    out["UMAP shown"] = time.perf_counter() - t0
+                except PageTimeout:  # reported as not shown within the wait
+                    out["UMAP shown"] = float("inf")
         finally:
             proc.terminate()
             proc.wait(30)
@@ -449,19 +463,24 @@ def main() -> None:
         t0 = time.perf_counter()
         store.pack()
         once["pack the store (what capture does at its end; memlens store pack)"] = (time.perf_counter() - t0, "")
-    target = "5 s" if args.episodes <= 1000 else "10 s"  # issue 16: 5 s at 1,000 episodes, usable in 10 s at 10,000
+    # issue 16's targets: at 1,000 episodes the full page in 5 s and the gather in 0.5 s; at 10,000 the page
+    # usable (frame and heat map) in 10 s, the embedding shown as soon as it is ready
+    small = args.episodes <= 1000
+    full, usable, gather = ("5 s", "", "0.5 s") if small else ("", "10 s", "")
     print("gather, packed ...", flush=True)
-    once["gather all memory states, packed (fresh process)"] = (fresh_gather(root), "0.5 s")
+    once["gather all memory states, packed (fresh process)"] = (fresh_gather(root), gather)
     shutil.rmtree(root / "derived", ignore_errors=True)
     print("first page without a saved UMAP ...", flush=True)
     page = first_page(root, until_umap=True)
     once["first page, no saved UMAP: server answers (the first page's server)"] = (page["server answers"], "")
-    once[f"first page, no saved UMAP: full page ({page['map shown first']} shown)"] = (page["full page"], target)
+    once["first page, no saved UMAP: frame and heat map (usable)"] = (page["frame and heat map"], usable)
+    once[f"first page, no saved UMAP: full page ({page['map shown first']} shown)"] = (page["full page"], full)
     once["first page, no saved UMAP: interactive (gradio) page drawn"] = (page["interactive page"], "")
     once["first page, no saved UMAP: UMAP fitted in the background and shown"] = (page.get("UMAP shown", 0.0), "")
     print("first page with the UMAP saved ...", flush=True)
     page = first_page(root, until_umap=False)
-    once[f"first page, UMAP saved: full page ({page['map shown first']} shown)"] = (page["full page"], target)
+    once["first page, UMAP saved: frame and heat map (usable)"] = (page["frame and heat map"], usable)
+    once[f"first page, UMAP saved: full page ({page['map shown first']} shown)"] = (page["full page"], full)
     once["first page, UMAP saved: interactive (gradio) page drawn"] = (page["interactive page"], "")
     print("a bare gradio page (one image, one plot) ...", flush=True)
     bare = bare_gradio_page()

@@ -13,8 +13,9 @@ shows it once it has drawn. A page opened after that is the gradio page itself.
     >>> ...                                                     # import gradio, build the app
     >>> preview.stop(); app.launch(server_port=7860)            # doctest: +SKIP
 
-It serves two things and nothing from disk: `/` (this page, pictures inline) and `/memlens-preview/ready`;
-everything else answers 404 until gradio has the port.
+It serves three things and nothing from disk: `/` (this page, the frame and heat map inline), the map's
+picture once drawn (`/memlens-preview/map.png`) and `/memlens-preview/ready`; everything else answers 404
+until gradio has the port.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from memlens.apps.panels import CURSOR, drawn_rows, map_title
 
+MAP_PNG = "/memlens-preview/map.png"
 READY_POLL_MS = 300  # how often the page asks whether gradio has taken over the port
 
 
@@ -114,21 +116,43 @@ figures as pictures; hover, clicks, the step slider and the episode table arrive
 
 
 def preview_page(view, title: str | None = None) -> str:
-    """The page for `view`'s first episode at step 0 (the step the gradio page opens on)."""
+    """The page for `view`'s first episode at step 0 (the step the gradio page opens on). The map is an
+    `<img>` of `MAP_PNG`, which the server answers once `MapPicture` has drawn it."""
     ep = view.episodes[0]
     pictures = {"heatmap": "", "map": ""}
     if view.has_memory:
-        # matplotlib's import (about 1 s of Python) runs beside the gather and the PCA (numpy, zarr: mostly
-        # outside the GIL); the first picture waits for it on the import lock
-        threading.Thread(target=_import_matplotlib, name="memlens-preview-import", daemon=True).start()
-        view.map_points()
-        png, title = map_picture(view, ep, 0)
-        pictures = {"heatmap": _img(heatmap_picture(view, ep, 0), "memory heat map"), "map": _img(png, title)}
+        method = "UMAP" if view.map_method() == "umap" else "PCA"
+        pictures = {"heatmap": _img(heatmap_picture(view, ep, 0), "memory heat map"),
+                    "map": f'<img alt="{method} of every memory state" src="{MAP_PNG}">'}
     ready = ("d.querySelector('#heatmap .js-plotly-plot') && d.querySelector('#map .js-plotly-plot')"
              if view.has_memory else "true")
     return PAGE.format(title=html.escape(title or view.path), info=_markdown_line(view.info(ep, 0)),
                        camera_label=html.escape(view.camera_label(ep)), frame=_png_data_url(view.frame(ep, 0)),
                        ready_check=ready, poll_ms=READY_POLL_MS, **pictures)
+
+
+class MapPicture:
+    """The map of every memory state for the first page, drawn in a thread: gathering the states and their
+    PCA take about 1 s at 1,000 episodes and 6 s at 10,000, so the page shows its frame and heat map first
+    and the map when it is ready."""
+
+    def __init__(self, view):
+        self.view, self.png, self.error = view, None, None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._draw, name="memlens-preview-map", daemon=True)
+
+    def start(self) -> MapPicture:
+        self._thread.start()
+        return self
+
+    def _draw(self) -> None:
+        try:
+            self.view.map_points()  # gather + PCA (numpy, zarr: mostly outside the GIL) beside the heat map
+            self.png, _ = map_picture(self.view, self.view.episodes[0], 0)
+        except Exception as exc:  # noqa: BLE001 (shown on the page's map; the gradio page reports it too)
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.done.set()
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -246,6 +270,8 @@ class Preview:
 
     def start(self) -> Preview:
         """Build the page, then serve it (the port answers only once there is something to show)."""
+        self.map = MapPicture(self.view).start() if self.view.has_memory else None
+        _import_matplotlib()
         self.page = preview_page(self.view, self.title).encode()
         preview = self
 
@@ -254,6 +280,13 @@ class Preview:
                 path = self.path.split("?", 1)[0]
                 if path == "/":
                     self._send(200, "text/html; charset=utf-8", preview.page, "no-store")
+                elif path == MAP_PNG and preview.map is not None:
+                    preview.map.done.wait(600)
+                    if preview.map.png is not None:
+                        self._send(200, "image/png", preview.map.png, "no-store")
+                    else:
+                        self._send(500, "text/plain; charset=utf-8",
+                                   f"the map could not be drawn: {preview.map.error}".encode(), "no-store")
                 elif path == "/favicon.ico":
                     self._send(204, "image/x-icon", b"", "max-age=3600")
                 elif path == "/memlens-preview/ready":

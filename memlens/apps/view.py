@@ -109,6 +109,7 @@ class TraceView:
             raise UserError(f"the trace store at {self.path} holds no episodes yet; run `memlens capture` into it.")
         self.has_memory = "memory/write" in self.store.episode(self.episodes[0])
         self._lock = threading.Lock()  # the page load and a first slider move must not gather twice
+        self._pca_lock = threading.Lock()
         self._states = None
         self._maps: dict[str, object] = {}  # method -> EmbeddedStates ("pca", "umap")
         self._pca_variance = None
@@ -204,9 +205,11 @@ class TraceView:
         if method == "pca" and "pca" not in self._maps:
             from memlens.analysis.store_embedding import pca_points
 
-            pts, var = pca_points(self.states(), self.store)
-            with self._lock:
-                self._maps["pca"], self._pca_variance = pts, var
+            with self._pca_lock:  # the first page's thread and the gradio build must not both compute it
+                if "pca" not in self._maps:
+                    pts, var = pca_points(self.states(), self.store)
+                    with self._lock:
+                        self._maps["pca"], self._pca_variance = pts, var
         return self._maps[method]
 
     def start_umap(self) -> bool:
