@@ -311,6 +311,10 @@ class Preview:
         self._thread.start()
         return self
 
+    def wait_for_map(self, timeout: float | None = None) -> None:
+        if self.map is not None:
+            self.map.done.wait(timeout)
+
     def stop(self) -> None:
         """Stop serving and free the port (for gradio)."""
         if self._server is not None:
