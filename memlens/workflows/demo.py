@@ -91,5 +91,5 @@ def run_demo(*, workdir: Path, steps: int = 300, n_episodes: int = 30, console: 
         console.rule("8/8 memlens app on the memory policy's traces (the baseline in the compare tab)")
         console.print(f"[bold green]memlens app: http://{host}:{port}[/bold green]  (Ctrl-C to stop; later: "
                       f"memlens app {traces} --compare {workdir / 'traces' / 'baseline'})")
-        serve_app(traces, host=host, port=port, compare=str(workdir / "traces" / "baseline"))
+        serve_app(traces, host=host, port=port, compare=str(workdir / "traces" / "baseline"), preview=True)
     return traces
