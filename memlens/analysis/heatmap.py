@@ -36,7 +36,22 @@ from memlens.analysis.figures import nan_mean_std, save_figure, stack_ragged
 HEATMAP_VALUES = ("norm", "delta", "standardised")
 VALUE_TITLES = {"norm": "token norm", "delta": "change since previous update (norm)",
                 "standardised": "token norm, standardised per token"}
+VALUE_SHORT = {"norm": "norm", "delta": "change", "standardised": "z"}  # colour-bar titles
 _PHASE_NAMES = {0: "cue shown", 1: "cue hidden", 2: "go"}
+
+
+def update_edges(frames: np.ndarray) -> np.ndarray:
+    """[U + 1] cell edges on the frame axis: update u spans [frame of update u, frame of update u + 1), the
+    last one the median period (1 frame for a single update)."""
+    frames = np.asarray(frames)
+    period = int(np.median(np.diff(frames))) if len(frames) > 1 else 1
+    return np.append(frames, frames[-1] + period)
+
+
+def value_range(values: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the finite values; (0, 0) when there are none."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
 
 
 @dataclass
@@ -78,7 +93,11 @@ def _phase_changes(store, episode: int) -> list[tuple[int, str]]:
     trace = store.episode(episode)
     if "label/phase" not in trace:
         return []
-    phase = trace.load("label/phase")
+    return phase_events(trace.load("label/phase"))
+
+
+def phase_events(phase: np.ndarray) -> list[tuple[int, str]]:
+    """(frame, name) of each change of a per-frame `phase` label."""
     changes = np.flatnonzero(np.diff(phase) != 0) + 1
     return [(int(f), _PHASE_NAMES.get(int(phase[f]), f"phase {int(phase[f])}")) for f in changes]
 
@@ -125,9 +144,7 @@ def heatmap_figure(hm: MemoryHeatmap, *, title: str | None = None, events=()):
     hover = "frame %{customdata[0]} (update %{customdata[1]})<br>%{y}<br>" + what + " %{z:.4g}"
     if not one:
         hover += "<br>std over episodes %{text}"
-    # cell u spans the frames [frame of update u, frame of update u+1): the memory written at update u
-    period = int(np.median(np.diff(hm.frames))) if n_upd > 1 else 1
-    edges = np.append(hm.frames, hm.frames[-1] + period)
+    edges = update_edges(hm.frames)  # cell u: the frames during which the memory written at update u held
     fig = go.Figure(go.Heatmap(
         z=hm.values.T, x=edges, y=[f"m{m}" for m in range(n_tok)], customdata=custom,
         text=None if one else np.vectorize(lambda v: f"{v:.3g}")(hm.std.T), hovertemplate=hover + "<extra></extra>",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memlens.analysis.heatmap import VALUE_TITLES, MemoryHeatmap
+from memlens.analysis.heatmap import VALUE_SHORT, VALUE_TITLES, MemoryHeatmap, update_edges, value_range
 from memlens.analysis.heatmap import heatmap_figure as analysis_heatmap_figure
 
 MAX_POINTS = 20_000  # drawn in the background; more is slow to send and to draw, and no more legible
@@ -34,16 +34,11 @@ def heatmap_figure(values: np.ndarray, frames: np.ndarray, *, value: str, episod
     title = (f"Memory tokens of episode {episode}: {VALUE_TITLES[value]}<br><sub>raw token norm "
              f"{raw_range[0]:.4g} to {raw_range[1]:.4g}</sub>")
     fig = analysis_heatmap_figure(hm, title=title, events=events)
-    finite = hm.values[np.isfinite(hm.values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    short = {"norm": "norm", "delta": "change", "standardised": "z"}[value]
-    fig.update_traces(colorbar={"title": {"text": f"{short}<br><sub>{lo:.4g} to {hi:.4g}</sub>"}})
-    n_upd = len(hm.frames)
-    if cursor is not None and 0 <= cursor < n_upd:
-        period = int(np.median(np.diff(hm.frames))) if n_upd > 1 else 1
-        x0 = int(hm.frames[cursor])
-        x1 = int(hm.frames[cursor + 1]) if cursor + 1 < n_upd else x0 + period
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=-0.5, y1=hm.values.shape[1] - 0.5, xref="x", yref="y",
+    lo, hi = value_range(hm.values)
+    fig.update_traces(colorbar={"title": {"text": f"{VALUE_SHORT[value]}<br><sub>{lo:.4g} to {hi:.4g}</sub>"}})
+    if cursor is not None and 0 <= cursor < len(hm.frames):
+        edges = update_edges(hm.frames)
+        fig.add_shape(type="rect", x0=int(edges[cursor]), x1=int(edges[cursor + 1]), y0=-0.5, y1=hm.values.shape[1] - 0.5, xref="x", yref="y",
                       line={"color": CURSOR, "width": 3})
     fig.update_layout(height=170 + 34 * hm.values.shape[1], margin={"t": 80, "b": 50, "l": 60, "r": 20},
                       uirevision=f"heat-{episode}")

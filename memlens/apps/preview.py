@@ -188,22 +188,20 @@ def heatmap_picture(view, ep: int, step: int, value: str = "delta") -> bytes:
     effect boxed in red, the phase changes as dotted lines."""
     from matplotlib.patches import Rectangle
 
-    from memlens.analysis.heatmap import VALUE_TITLES
+    from memlens.analysis.heatmap import VALUE_SHORT, VALUE_TITLES, update_edges, value_range
 
     d = view.episode_data(ep)
     values = np.asarray(view.heat_values(ep, value), dtype=np.float64)  # [U, M]
     frames = np.asarray(d["update_frame"], dtype=np.int64)
     n_upd, n_tok = values.shape
-    period = int(np.median(np.diff(frames))) if n_upd > 1 else 1
-    edges = np.append(frames, frames[-1] + period)
+    edges = update_edges(frames)
     fig = _figure(7.2, 1.9 + 0.34 * n_tok, top=0.75, bottom=0.55)
     ax = fig.add_subplot()
     mesh = ax.pcolormesh(edges, np.arange(n_tok + 1) - 0.5, np.ma.masked_invalid(values.T), cmap="viridis")
-    finite = values[np.isfinite(values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    short = {"norm": "norm", "delta": "change", "standardised": "z"}[value]
-    fig.colorbar(mesh, ax=ax, pad=0.01).set_label(f"{short} ({lo:.4g} to {hi:.4g})")
-    for frame, name in view._events(ep):
+    lo, hi = value_range(values)
+    fig.colorbar(mesh, ax=ax, pad=0.01).set_label(f"{VALUE_SHORT[value]} ({lo:.4g} to {hi:.4g})")
+    events = view.phase_events(ep)
+    for frame, name in events:
         ax.axvline(frame, color="white", linestyle=":", linewidth=1.5)
         ax.text(frame, -0.6, name, ha="center", va="bottom", fontsize=8)
     u = view.update_at(ep, step)
@@ -216,7 +214,7 @@ def heatmap_picture(view, ep: int, step: int, value: str = "delta") -> bytes:
     ax.set_ylabel("memory token")
     norms = d["norms"]
     ax.set_title(f"Memory tokens of episode {ep}: {VALUE_TITLES[value]}\nraw token norm {float(norms.min()):.4g} "
-                 f"to {float(norms.max()):.4g}", fontsize=11, pad=14 if view._events(ep) else 6)
+                 f"to {float(norms.max()):.4g}", fontsize=11, pad=14 if events else 6)
     return _png(fig)
 
 

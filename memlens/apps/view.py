@@ -27,7 +27,6 @@ from memlens.store import TraceStore
 PANEL_PROBE_FOLDS, PANEL_PROBE_COMPONENTS, PANEL_PROBE_EPISODES = 3, 32, 300
 CAMERA_HEIGHT = 256  # small frames are scaled up (nearest neighbour, whole factors) to at least this
 HEATMAP_CHOICES = ("delta", "standardised", "norm")
-_PHASE_NAMES = {0: "cue shown", 1: "cue hidden", 2: "go"}
 
 
 class CachedStore(TraceStore):
@@ -168,19 +167,19 @@ class TraceView:
 
         return token_values(self.episode_data(ep)["memory"], value)
 
-    def _events(self, ep: int) -> list[tuple[int, str]]:
+    def phase_events(self, ep: int) -> list[tuple[int, str]]:
+        """(frame, name) of each change of the episode's `phase` label (none without one)."""
+        from memlens.analysis.heatmap import phase_events
+
         phase = self.episode_data(ep)["labels"].get("phase")
-        if phase is None:
-            return []
-        return [(int(f), _PHASE_NAMES.get(int(phase[f]), f"phase {int(phase[f])}"))
-                for f in np.flatnonzero(np.diff(phase) != 0) + 1]
+        return [] if phase is None else phase_events(phase)
 
     def heatmap_figure(self, ep: int, step: int, value: str = "delta"):
         d = self.episode_data(ep)
         if d["norms"] is None:
             return None
         return heatmap_figure(self.heat_values(ep, value), d["update_frame"], value=value, episode=ep,
-                              cursor=self.update_at(ep, step), events=self._events(ep),
+                              cursor=self.update_at(ep, step), events=self.phase_events(ep),
                               raw_range=(float(d["norms"].min()), float(d["norms"].max())))
 
     # ---- the map of every memory state ------------------------------------------------
