@@ -190,6 +190,24 @@ def test_the_embedding_and_the_reduction_follow_the_scikit_learn_contract(analys
     np.testing.assert_allclose(again, embedding.points.coords)
 
 
+def test_a_seeded_map_is_the_same_on_any_number_of_blas_threads(analysis_traces):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    x = memory_states(analysis_traces).X
+    flat = x.reshape(len(x), -1)
+    assert len(np.unique(flat, axis=0)) < len(x)  # the store repeats states (the learned initial memory)
+    assert any(i["user_api"] == "blas" for i in threadpool_info())
+    default = MemoryEmbedding(random_state=0).fit(x)
+    with threadpool_limits(1, user_api="blas"):  # a 1-core machine: before, the PCA's rounding moved every point
+        one = MemoryEmbedding(random_state=0).fit(x)
+    with threadpool_limits(2, user_api="blas"):
+        two = MemoryEmbedding(random_state=0).fit(x)
+    np.testing.assert_array_equal(default.embedding_, one.embedding_)
+    np.testing.assert_array_equal(one.embedding_, two.embedding_)
+    with threadpool_limits(1, user_api="blas"):
+        np.testing.assert_array_equal(default.transform(x[:10]), two.transform(x[:10]))
+
+
 # --- bad input and the CLI --------------------------------------------------------------------------------
 def test_views_name_the_missing_episode_and_the_missing_memory(analysis_traces, tmp_path):
     with pytest.raises(AnalysisInputError, match=r"episodes \[99\] are not in the trace store.*16 episodes"):

@@ -10,6 +10,10 @@ learned attributes end in `_`. Reading trace stores is the business of the funct
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -28,6 +32,40 @@ from memlens.analysis.data import CLASSIFICATION, REGRESSION, AnalysisInputError
 # Above LARGE states the embedding's defaults trade a little layout polish for time (bench/bench_umap.py): PCA
 # initialisation instead of spectral, and LARGE_EPOCHS optimisation epochs instead of umap-learn's 200.
 LARGE, LARGE_EPOCHS = 10_000, 100
+
+
+_EIGSH_SEED = threading.local()
+
+
+@contextlib.contextmanager
+def _seeded_eigsh(seed: int):
+    """Within this block (this thread only), `scipy.sparse.linalg.eigsh` calls made without `rng=` get one
+    seeded from `seed`. umap-learn's spectral initialisation calls eigsh without one, and SciPy >= 1.17 then
+    draws ARPACK's restart vectors from OS entropy: a seeded UMAP of a graph with several cliques came out
+    different on every run. Other threads' calls, and calls outside the block, are unchanged."""
+    import scipy.sparse.linalg as linalg
+
+    if "rng" not in inspect.signature(linalg.eigsh).parameters:  # SciPy < 1.17: ARPACK's own fixed seed
+        yield
+        return
+    if not getattr(linalg.eigsh, "_memlens_seeded", False):
+        original = linalg.eigsh
+
+        @functools.wraps(original)
+        def eigsh(*args, **kwargs):
+            seed_now = getattr(_EIGSH_SEED, "value", None)
+            if seed_now is not None and kwargs.get("rng") is None:
+                kwargs["rng"] = np.random.default_rng(seed_now)
+            return original(*args, **kwargs)
+
+        eigsh._memlens_seeded = True
+        linalg.eigsh = eigsh
+    previous = getattr(_EIGSH_SEED, "value", None)
+    _EIGSH_SEED.value = seed
+    try:
+        yield
+    finally:
+        _EIGSH_SEED.value = previous
 
 
 class SubsampledPCA(TransformerMixin, BaseEstimator):
@@ -161,7 +199,8 @@ class MemoryEmbedding(TransformerMixin, BaseEstimator):
     (`[N, n_components]` coordinates of the fitted rows), `pca_` (None without reduction), `reducer_` (the
     umap-learn UMAP), `n_features_in_`, `n_neighbors_`, `init_`, `n_epochs_` and `fit_seconds_`. Above
     10,000 rows `init="auto"` / `n_epochs=None` mean PCA initialisation and 100 epochs; below, umap-learn's
-    spectral initialisation and its own epoch count."""
+    spectral initialisation and its own epoch count. With a `random_state` the fit is reproducible on any
+    number of cores: it runs on one BLAS thread."""
 
     def __init__(self, *, n_components: int = 2, token: int | None = None, pca_dims: int | None = 50,
                  pca_max_rows: int = 20_000, n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean",
@@ -198,29 +237,49 @@ class MemoryEmbedding(TransformerMixin, BaseEstimator):
     def _reduce(self, feats: np.ndarray) -> np.ndarray:
         return self.pca_.transform(feats) if self.pca_ is not None else feats
 
+    @contextlib.contextmanager
+    def _reproducible(self):
+        """Seeded: one BLAS thread and seeded ARPACK restarts while umap-learn runs (see `_seeded_eigsh`)."""
+        if self.random_state is None:
+            yield
+            return
+        from threadpoolctl import threadpool_limits
+
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
+        with threadpool_limits(1, user_api="blas"), (_seeded_eigsh(int(seed)) if seed is not None
+                                                     else contextlib.nullcontext()):
+            yield
+
     def fit(self, X, y=None) -> MemoryEmbedding:
         import umap
 
         feats = self.features(X)
         self.n_features_in_ = feats.shape[1]
-        t0 = time.perf_counter()
-        self.pca_ = None
-        if self.pca_dims and feats.shape[1] > self.pca_dims:
-            self.pca_ = SubsampledPCA(self.pca_dims, max_rows=self.pca_max_rows,
-                                      random_state=self.random_state).fit(feats)
-        z = self._reduce(feats)
-        t1 = time.perf_counter()
-        self.n_neighbors_ = min(self.n_neighbors, len(z) - 1)
-        large = len(z) > LARGE
-        self.init_ = self.init if self.init != "auto" else ("pca" if large else "spectral")
-        self.n_epochs_ = self.n_epochs if self.n_epochs is not None else (LARGE_EPOCHS if large else None)
-        self.reducer_ = umap.UMAP(
-            n_components=self.n_components, n_neighbors=self.n_neighbors_, min_dist=self.min_dist,
-            metric=self.metric, n_epochs=self.n_epochs_, init=self.init_, low_memory=self.low_memory,
-            random_state=self.random_state, transform_seed=42 if self.random_state is None else self.random_state)
-        with warnings.catch_warnings():  # "n_jobs overridden by random_state", spectral init fallbacks
-            warnings.simplefilter("ignore")
-            self.embedding_ = np.asarray(self.reducer_.fit_transform(z), dtype=np.float32)
+        # Seeded, the same states give the same map on any number of cores, every time. Two things moved every
+        # point by tens of units between two seeded fits of a captured store (which repeats states: every
+        # episode starts from the same learned memory, so its neighbour graph falls apart into cliques):
+        # the BLAS thread count (the PCA's rounding decides the neighbours among repeated states) and the
+        # random vectors ARPACK draws from OS entropy when its Lanczos run breaks down on such a graph.
+        with self._reproducible():
+            t0 = time.perf_counter()
+            self.pca_ = None
+            if self.pca_dims and feats.shape[1] > self.pca_dims:
+                self.pca_ = SubsampledPCA(self.pca_dims, max_rows=self.pca_max_rows,
+                                          random_state=self.random_state).fit(feats)
+            z = self._reduce(feats)
+            t1 = time.perf_counter()
+            self.n_neighbors_ = min(self.n_neighbors, len(z) - 1)
+            large = len(z) > LARGE
+            self.init_ = self.init if self.init != "auto" else ("pca" if large else "spectral")
+            self.n_epochs_ = self.n_epochs if self.n_epochs is not None else (LARGE_EPOCHS if large else None)
+            self.reducer_ = umap.UMAP(
+                n_components=self.n_components, n_neighbors=self.n_neighbors_, min_dist=self.min_dist,
+                metric=self.metric, n_epochs=self.n_epochs_, init=self.init_, low_memory=self.low_memory,
+                random_state=self.random_state,
+                transform_seed=42 if self.random_state is None else self.random_state)
+            with warnings.catch_warnings():  # "n_jobs overridden by random_state", spectral init fallbacks
+                warnings.simplefilter("ignore")
+                self.embedding_ = np.asarray(self.reducer_.fit_transform(z), dtype=np.float32)
         self.fit_seconds_ = {"pca": t1 - t0, "umap": time.perf_counter() - t1}
         return self
 
@@ -233,7 +292,7 @@ class MemoryEmbedding(TransformerMixin, BaseEstimator):
                 f"these memory states have {feats.shape[1]} features per row, the embedding was fitted on "
                 f"{self.n_features_in_} (token={self.token}); expected states of the same memory size (M x H). "
                 "Project states captured from policies with the same memory shape.")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), self._reproducible():
             warnings.simplefilter("ignore")
             return np.asarray(self.reducer_.transform(self._reduce(feats)), dtype=np.float32)
 
