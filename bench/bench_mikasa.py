@@ -21,6 +21,7 @@ Usage:
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py success --state-only --episodes 100
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py success --envs mikasa_remember_color3 --episodes 20
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py success --state-only --control-mode pd_ee_delta_pos
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py cost --envs mikasa_remember_color3 --steps 50
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py record --envs mikasa_remember_color3 --episodes 10
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_mikasa.py policy --ckpt RUN/checkpoints/last/pretrained_model \
@@ -46,13 +47,13 @@ class _Raw:
         self.unwrapped = env.unwrapped
 
 
-def _raw_env(name: str, obs_mode: str):
+def _raw_env(name: str, obs_mode: str, control_mode: str):
     import gymnasium as gym
 
     import memlens.tasks.mikasa_sim  # noqa: F401
     from memlens.tasks.mikasa import SIM_KWARGS, TASKS
 
-    return gym.make(TASKS[name].gym_id, **{**SIM_KWARGS, "obs_mode": obs_mode})
+    return gym.make(TASKS[name].gym_id, **{**SIM_KWARGS, "obs_mode": obs_mode, "control_mode": control_mode})
 
 
 def _episode(env, expert, seed: int, limit: int) -> tuple[bool, int]:
@@ -75,7 +76,7 @@ def success(args) -> None:
         modes = ["state", "rgb"] if args.compare else ["state" if args.state_only else "rgb"]
         results = {}
         for mode in modes:
-            env = _raw_env(name, mode)
+            env = _raw_env(name, mode, args.control_mode)
             expert = MikasaExpert()
             t = time.perf_counter()
             results[mode] = [_episode(env, expert, seed, limit) for seed in range(args.episodes)]
@@ -98,7 +99,7 @@ def cost(args) -> None:
 
     for name in args.envs:
         t = time.perf_counter()
-        env = make_env_config(name).make()
+        env = make_env_config(name, control_mode=args.control_mode).make()
         made = time.perf_counter() - t
         expert = MikasaExpert()
         raw, adapted, act, resets = [], [], [], []
@@ -121,7 +122,7 @@ def cost(args) -> None:
         inner.reset(seed=0)
         for _ in range(args.steps):
             t0 = time.perf_counter()
-            inner.step(np.zeros(8, np.float32))
+            inner.step(np.zeros(env.action_space.shape[-1], np.float32))
             raw.append(time.perf_counter() - t0)
         env.close()
         ms = lambda xs: f"{1000 * np.median(xs):.0f} ms (p95 {1000 * np.percentile(xs, 95):.0f})"  # noqa: E731
@@ -135,11 +136,12 @@ def record(args) -> None:
 
     for name in args.envs:
         t = time.perf_counter()
-        env = make_env_config(name).make()
+        env = make_env_config(name, control_mode=args.control_mode).make()
         made = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            root = record_mikasa_dataset(name, root=Path(tmp) / "ds", n_episodes=args.episodes, env=env, progress=False)
+            root = record_mikasa_dataset(name, root=Path(tmp) / "ds", n_episodes=args.episodes, env=env, progress=False,
+                                         control_mode=args.control_mode)
             elapsed = time.perf_counter() - t
             import json
 
@@ -160,8 +162,8 @@ def policy(args) -> None:
 
     from memlens.runtime.checkpoint import load_policy
     from memlens.runtime.patching import patched
-    from memlens.runtime.rollout import rollout, single_env
-    from memlens.tasks.mikasa import make_env_config
+    from memlens.runtime.rollout import action_dim, rollout, single_env
+    from memlens.tasks.mikasa import control_mode_of, make_env_config
     from memlens.tasks.mikasa_expert import PHASE_GO, phase, targets
 
     loaded = load_policy(args.ckpt)
@@ -169,7 +171,7 @@ def policy(args) -> None:
         loaded.config.n_action_steps = args.n_action_steps
     for name in args.envs:
         t = time.perf_counter()
-        env = single_env(loaded, make_env_config(name), 1)
+        env = single_env(loaded, make_env_config(name, control_mode=control_mode_of(action_dim(loaded))), 1)
         made = time.perf_counter() - t
         sub = env.env.envs[0]  # the LeRobotGymEnv under lerobot's vector env
         rows = []
@@ -232,6 +234,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--state-only", action="store_true")
+    parser.add_argument("--control-mode", default="pd_joint_delta_pos", choices=["pd_joint_delta_pos", "pd_ee_delta_pos"],
+                        help="success, cost, record: the action space (policy: the checkpoint's action size picks it)")
     parser.add_argument("--compare", action="store_true", help="success: run state and rgb, check they agree")
     parser.add_argument("--ckpt", help="policy: the checkpoint to roll out")
     parser.add_argument("--seed", type=int, default=100_000, help="policy: first episode seed")

@@ -205,6 +205,29 @@ def test_the_mikasa_env_types_declare_two_cameras_25_state_values_and_8_actions_
         make_env_config("mikasa_shell_game")
 
 
+def test_the_tcp_delta_action_space_is_a_choice_that_sets_the_action_size_and_follows_the_policy():
+    from lerobot.envs.utils import env_to_policy_features
+
+    from memlens.errors import InvalidInputError
+    from memlens.tasks.catalog import env_config
+    from memlens.tasks.mikasa import control_mode_of, make_env_config
+
+    cfg = make_env_config("mikasa_remember_color3", control_mode="pd_ee_delta_pos")
+    assert cfg.action_dim == 4 and cfg.env_kwargs["control_mode"] == "pd_ee_delta_pos"
+    assert env_to_policy_features(cfg)["action"].shape == (4,)
+    assert make_env_config("mikasa_remember_color3").env_kwargs["control_mode"] == "pd_joint_delta_pos"
+    # env_kwargs, as lerobot's --env.env_kwargs passes them, choose it too
+    assert make_env_config("mikasa_remember_color3", env_kwargs={"control_mode": "pd_ee_delta_pos"}).action_dim == 4
+    with pytest.raises(InvalidInputError, match="pd_ee_pose.*expected one of pd_joint_delta_pos, pd_ee_delta_pos"):
+        make_env_config("mikasa_remember_color3", control_mode="pd_ee_pose")
+    # a checkpoint's action size picks the controller it was trained on
+    assert control_mode_of(8) == "pd_joint_delta_pos" and control_mode_of(4) == "pd_ee_delta_pos"
+    assert env_config("mikasa_remember_color3", "control", action_dim=4).control_mode == "pd_ee_delta_pos"
+    assert env_config("mikasa_remember_color3", "control", action_dim=4).type == "mikasa_remember_color3_visible"
+    with pytest.raises(InvalidInputError, match="outputs 2 action values.*8 \\(pd_joint_delta_pos\\), 4 \\(pd_ee_delta_pos\\)"):
+        env_config("mikasa_remember_color3", action_dim=2)
+
+
 # ---- MIKASA-Robo ---------------------------------------------------------------------------------------------
 
 ANSWER_KEYS = ("oracle_info", "task_cue", "obj_to_goal_pos", "goal", "target", "cue", "prompt", "reward_dict")
@@ -294,6 +317,32 @@ def test_a_two_episode_mikasa_dataset_reads_back_with_lerobot_with_labels_and_no
     frame = ds[0]
     assert tuple(frame["observation.images.base"].shape) == (3, 128, 128) and frame["observation.state"].shape == (25,)
     assert frame["task"].startswith("Observe the cube's color")
+
+
+def test_the_expert_records_a_tcp_delta_dataset_that_lerobot_reads_with_4_action_values(mikasa, tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from memlens.errors import InvalidInputError
+    from memlens.tasks.mikasa import make_env_config, record_mikasa_dataset
+
+    with pytest.raises(InvalidInputError, match="the env given runs pd_joint_delta_pos.*asks for pd_ee_delta_pos"):
+        record_mikasa_dataset("mikasa_remember_color3", root=tmp_path / "no", n_episodes=1, env=mikasa,
+                              control_mode="pd_ee_delta_pos")
+    env = make_env_config("mikasa_remember_color3", control_mode="pd_ee_delta_pos").make()
+    try:
+        assert env.action_space.shape == (4,) and env.unwrapped.control_mode == "pd_ee_delta_pos"
+        success, terminated, steps = run_expert(env, 3)
+        assert success and terminated and steps < 25
+        root = record_mikasa_dataset("mikasa_remember_color3", root=tmp_path / "ee", n_episodes=1, seed=3, env=env,
+                                     progress=False, control_mode="pd_ee_delta_pos")
+    finally:
+        env.close()
+    ds = LeRobotDataset("local/ee", root=root, video_backend="pyav")
+    assert ds.features["action"]["shape"] == (4,)
+    actions = np.stack([ds[i]["action"].numpy() for i in range(ds.num_frames)])
+    assert np.abs(actions).max() <= 1.0 and (actions[:, 3] == -1).all()  # normalised TCP steps, fingers closed
+    meta = json.loads((root / "meta" / "memlens_labels.json").read_text())
+    assert meta["control_mode"] == "pd_ee_delta_pos" and meta["episodes"][0]["success"]
 
 
 def test_the_visible_control_keeps_a_tile_of_the_cue_colour_in_view_in_the_same_episode(mikasa):

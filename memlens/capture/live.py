@@ -18,7 +18,7 @@ from memlens.capture.config import CaptureConfig
 from memlens.capture.dataset import chunk_arrays, pack_store
 from memlens.capture.sites import Site, label_site
 from memlens.errors import UserError
-from memlens.runtime.rollout import check_policy_matches_env, episode_length, rollout, single_env
+from memlens.runtime.rollout import action_dim, check_policy_matches_env, episode_length, rollout, single_env
 
 
 def frame_site(camera: str) -> Site:
@@ -45,6 +45,7 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
     env_cfg = env_config(env_name, variant)  # InvalidInputError (a UserError) names the known envs and variants
     loaded = config.load(ckpt)
     cfg = loaded.config
+    env_cfg = env_config(env_name, variant, action_dim=action_dim(loaded))  # a MIKASA task: the policy's controller
     check_policy_matches_env(loaded, env_cfg)
     cameras = [k.removeprefix("observation.images.") for k in cfg.image_features]
     sites = {n: s.to_json() for n, s in config.sites().items() if n != "action/dataset"}

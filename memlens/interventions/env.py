@@ -92,7 +92,7 @@ def intervene_env(ckpt, env_name: str, *, mode: str, from_update: int = 0, n_epi
     donor's, another, or none). `env_name` is a memlens world (variant default `medium`) or a MIKASA-Robo
     task (variants `cue`, `control`; reached = the first cube the TCP came within 5 cm of)."""
     from memlens.runtime.checkpoint import load_policy
-    from memlens.runtime.rollout import single_env
+    from memlens.runtime.rollout import action_dim, single_env
     from memlens.tasks.catalog import env_config, is_mikasa
 
     if n_episodes < 1:
@@ -100,6 +100,7 @@ def intervene_env(ckpt, env_name: str, *, mode: str, from_update: int = 0, n_epi
     variant = variant or ("cue" if is_mikasa(env_name) else "medium")
     env_cfg = env_config(env_name, variant)  # InvalidInputError (a UserError) names the known envs and variants
     loaded = load_policy(ckpt, device=device)
+    env_cfg = env_config(env_name, variant, action_dim=action_dim(loaded))  # a MIKASA task: the policy's controller
     intervention = make(mode, num_tokens=loaded.config.num_mem_tokens, seed=seed)
     if intervention.across_episodes and n_episodes < 2:
         raise UserError(f"mode {intervention.name!r} moves memories between episodes: pass --n-episodes 2 or more.")

@@ -39,6 +39,12 @@ def check_policy_matches_env(loaded: LoadedPolicy, env_cfg) -> None:
         )
 
 
+def action_dim(loaded: LoadedPolicy) -> int | None:
+    """The number of action values the policy outputs (None if it declares no action feature)."""
+    feat = loaded.config.output_features.get("action")
+    return int(feat.shape[0]) if feat is not None else None
+
+
 @dataclass
 class SingleEnv:
     """A lerobot vector env of `n` copies with the env-side processors for one policy."""

@@ -58,12 +58,16 @@ def check_variants(name: str, variants) -> list[str]:
     return list(variants)
 
 
-def env_config(name: str, variant: str | None = None):
-    """The LeRobot env config of `name` in `variant` (None: the default variant)."""
+def env_config(name: str, variant: str | None = None, *, action_dim: int | None = None):
+    """The LeRobot env config of `name` in `variant` (None: the default variant). `action_dim`: the size of the
+    policy's actions; a MIKASA-Robo task then runs the controller of that size (a policy trained on
+    `pd_ee_delta_pos` datasets, 4 values, gets that controller; None: MIKASA's `pd_joint_delta_pos`)."""
     variant = variant or variants_of(name)[0]
     check_variants(name, [variant])
     if is_mikasa(name):
-        return _mikasa().make_env_config(f"{name}_visible" if variant == "control" else name)
+        mikasa = _mikasa()
+        mode = {} if action_dim is None else {"control_mode": mikasa.control_mode_of(action_dim)}
+        return mikasa.make_env_config(f"{name}_visible" if variant == "control" else name, **mode)
     from memlens.tasks.envs import make_env_config
 
     return make_env_config(name, variant=variant)

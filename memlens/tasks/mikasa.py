@@ -20,7 +20,8 @@ env, and each task has its own episode length.
 What the policy gets (the same for every task): ``observation.images.base`` and ``observation.images.hand``
 (uint8 [128, 128, 3] from the base and wrist cameras), ``observation.state`` float32 [25] (joint positions 9,
 joint velocities 9, TCP pose 7: x y z qw qx qy qz), the instruction from ``info["language_instruction"]``;
-actions float32 [8] in [-1, 1], ``pd_joint_delta_pos`` (7 joint deltas of up to 0.1 rad, gripper), 20 Hz.
+actions float32 [8] in [-1, 1], ``pd_joint_delta_pos`` (7 joint deltas of up to 0.1 rad, gripper), 20 Hz; or,
+with ``control_mode="pd_ee_delta_pos"``, float32 [4] (TCP x y z deltas of up to 0.1 m, gripper).
 Nothing else: MIKASA's ``oracle_info``, ``task_cue`` and the other answer-carrying keys stay in the simulator.
 The simulator runs on the CPU (``sim_backend="cpu"``, ``render_backend="cpu"``, one env): MIKASA's VLA
 tasks are correct there, and the episode stops on success (MIKASA's VLA tasks do not stop by themselves).
@@ -72,6 +73,10 @@ STATE_NAMES = ([f"qpos_{i}" for i in range(9)] + [f"qvel_{i}" for i in range(9)]
                + ["tcp_x", "tcp_y", "tcp_z", "tcp_qw", "tcp_qx", "tcp_qy", "tcp_qz"])
 SIM_KWARGS = {"num_envs": 1, "obs_mode": "rgb", "control_mode": "pd_joint_delta_pos",
               "sim_backend": "cpu", "render_backend": "cpu"}
+# Action spaces (ManiSkill's Panda controllers) and their action sizes. pd_joint_delta_pos is MIKASA-Robo's VLA
+# default: 7 joint deltas of up to 0.1 rad and the gripper. pd_ee_delta_pos moves the TCP: x, y, z deltas of up to
+# 0.1 m in the robot's base frame and the gripper (an option: --env.control_mode=pd_ee_delta_pos).
+CONTROL_MODES = {"pd_joint_delta_pos": 8, "pd_ee_delta_pos": 4}
 FPS = 20
 
 
@@ -85,6 +90,7 @@ class MikasaEnvConfig(GymEnvConfig):
     """Shared fields of the MIKASA env types: the cameras, state, action and simulator settings above.
 
     ``task`` (the instruction) None reads MIKASA's ``info["language_instruction"]`` at every reset.
+    ``control_mode``: one of ``CONTROL_MODES``; it sets ``action_dim``.
     ``env_kwargs`` are added to (and override) ``SIM_KWARGS``, e.g. ``{"robot_init_qpos_noise": 0}``.
     """
 
@@ -96,6 +102,7 @@ class MikasaEnvConfig(GymEnvConfig):
     state_dim: int = len(STATE_NAMES)
     state_names: list[str] | None = field(default_factory=lambda: list(STATE_NAMES))
     action_dim: int = 8
+    control_mode: str = "pd_joint_delta_pos"
     success_key: str = "success"
     instruction_key: str | None = "language_instruction"
     batched: bool = True
@@ -104,7 +111,13 @@ class MikasaEnvConfig(GymEnvConfig):
     def __post_init__(self):
         spec = TASKS[self.NAME]
         self.env_id = self.env_id or spec.gym_id
-        self.env_kwargs = {**SIM_KWARGS, **self.env_kwargs}
+        self.control_mode = self.env_kwargs.get("control_mode", self.control_mode)
+        if self.control_mode not in CONTROL_MODES:
+            raise InvalidInputError(
+                f"{self.NAME}: control_mode {self.control_mode!r} is not one memlens's experts drive; expected one of "
+                f"{', '.join(CONTROL_MODES)} (MIKASA-Robo's VLA tasks use pd_joint_delta_pos). Pick one of those.")
+        self.env_kwargs = {**SIM_KWARGS, **self.env_kwargs, "control_mode": self.control_mode}
+        self.action_dim = CONTROL_MODES[self.control_mode]
         self.task_name = self.NAME
         self.episode_length = self.episode_length or spec.episode_length
         super().__post_init__()
@@ -204,6 +217,17 @@ def make_env_config(name: str, **kwargs) -> MikasaEnvConfig:
     return KNOWN_ENVS[name](**kwargs)
 
 
+def control_mode_of(action_dim: int) -> str:
+    """The control mode whose actions have `action_dim` values (a policy's action size picks the controller)."""
+    for mode, dim in CONTROL_MODES.items():
+        if dim == action_dim:
+            return mode
+    raise InvalidInputError(
+        f"the policy outputs {action_dim} action values; MIKASA-Robo's controllers here take "
+        + ", ".join(f"{d} ({m})" for m, d in CONTROL_MODES.items())
+        + ". Use a checkpoint trained on a MIKASA dataset recorded by memlens.")
+
+
 # ---- labels and recording --------------------------------------------------------------------------------
 
 
@@ -222,15 +246,19 @@ def labels(env: LeRobotGymEnv) -> dict[str, int]:
 
 
 def record_mikasa_dataset(name: str, *, root: str | Path, n_episodes: int, seed: int = 0, repo_id: str | None = None,
-                          progress: bool = True, env: LeRobotGymEnv | None = None) -> Path:
+                          progress: bool = True, env: LeRobotGymEnv | None = None,
+                          control_mode: str = "pd_joint_delta_pos") -> Path:
     """Record ``n_episodes`` expert episodes of MIKASA env type ``name`` (seeds ``seed``, ``seed + 1``, ...) as a
-    LeRobotDataset v3 at ``root``, with the labels of :func:`labels`; ``env`` reuses an env of that type
-    (else one is made and closed). Raises ``InvalidInputError`` (a ``ValueError``) for an unknown name, ``OutputExistsError`` (a ``FileExistsError``) for a
+    LeRobotDataset v3 at ``root``, with the labels of :func:`labels`, in the action space ``control_mode``;
+    ``env`` reuses an env of that type and control mode (else one is made and closed). Raises ``InvalidInputError`` (a ``ValueError``) for an unknown name, ``OutputExistsError`` (a ``FileExistsError``) for a
     non-empty root, ``ImportError`` when MIKASA is not installed."""
     from memlens.tasks.mikasa_expert import MikasaExpert
     from memlens.tasks.record import _check_root
 
-    cfg = make_env_config(name)
+    cfg = make_env_config(name, control_mode=control_mode)
+    if env is not None and env.unwrapped.control_mode != cfg.control_mode:
+        raise InvalidInputError(f"the env given runs {env.unwrapped.control_mode}, the recording asks for "
+                                f"{cfg.control_mode}; pass an env made with control_mode={cfg.control_mode!r} or none.")
     if n_episodes < 1:
         raise InvalidInputError(f"n_episodes must be >= 1, got {n_episodes}.")
     _check_root(Path(root))  # these two before the 8 s of making an env
@@ -238,7 +266,8 @@ def record_mikasa_dataset(name: str, *, root: str | Path, n_episodes: int, seed:
     env = env or cfg.make()
     try:
         meta = {"env": name, "gym_id": cfg.env_id, "n_colors": cfg.spec.n_colors, "n_targets": cfg.spec.n_targets,
-                "control": cfg.spec.control, "episode_length": cfg.episode_length, "expert": "MikasaExpert"}
+                "control": cfg.spec.control, "episode_length": cfg.episode_length, "expert": "MikasaExpert",
+                "control_mode": cfg.control_mode}
         return record_gym_dataset(env, MikasaExpert(), root=root, repo_id=repo_id or f"local/{Path(root).name}",
                                   n_episodes=n_episodes, seed=seed, labels_fn=labels, fps=cfg.fps, progress=progress,
                                   meta=meta)

@@ -5,7 +5,9 @@ target colours, the cube and button poses and the task's phase from the ManiSkil
 never from the policy's observation, and steer the tool centre point (TCP) through a resolved-motion
 loop: each step asks SAPIEN's built-in Pinocchio IK for the joints that put the TCP a bounded step
 closer to a waypoint (gripper pointing down as at reset, fingers closed), and sends the joint difference
-as a ``pd_joint_delta_pos`` action (8 values in [-1, 1]; +-1 is +-0.1 rad; the gripper value -1 closes).
+as a ``pd_joint_delta_pos`` action (8 values in [-1, 1]; +-1 is +-0.1 rad; the gripper value -1 closes). In an
+env made with ``control_mode="pd_ee_delta_pos"`` they send that bounded TCP step itself (4 values: x y z in the
+robot's base frame, +-1 is +-0.1 m, and the gripper), and ManiSkill's controller solves the IK.
 
 Nothing they do before the cubes reappear depends on the answer: through the cue and the delay they
 move to the same neutral point (behind the cue cube as the base camera sees it, so the cue stays in view)
@@ -39,6 +41,8 @@ MAX_STEP = 0.12  # metres the IK target may lead the TCP by
 JOINT_GAIN = 2.0  # joint error -> commanded delta
 JOINT_DAMPING = 1.0  # joint velocity (per control step) subtracted from the command
 DELTA_LIMIT = 0.1  # radians at action +-1 (panda pd_joint_delta_pos)
+EE_DELTA_LIMIT = 0.1  # metres at action +-1 (panda pd_ee_delta_pos)
+EE_GAIN = 1.0  # TCP error -> commanded TCP delta (pd_ee_delta_pos)
 BUTTON_PRESS_HEIGHT = 0.015  # TCP over the button cap's top when pressing
 BUTTON_LIFT = 0.11  # metres to rise after the press (MIKASA counts a press after 0.085)
 
@@ -60,7 +64,7 @@ def targets(env) -> list[int]:
 
 class MikasaExpert:
     """Solves RememberColor, BunchOfColors, SeqOfColors and ChainOfColors (and their cue-visible controls)
-    from privileged state; ``expert(env, observation)`` -> float32 [8]. Call ``reset(env)`` after each
+    from privileged state; ``expert(env, observation)`` -> float32 [8] (float32 [4] under pd_ee_delta_pos). Call ``reset(env)`` after each
     ``env.reset`` (``record_gym_dataset`` does)."""
 
     def __init__(self):
@@ -77,6 +81,11 @@ class MikasaExpert:
             self._tcp_index = next(i for i, n in enumerate(names) if n.endswith("panda_hand_tcp"))
             self._model_of = u
         self._root = robot.pose.p[0].cpu().numpy().astype(np.float64)
+        self._ee = u.control_mode == "pd_ee_delta_pos"
+        if self._ee:  # world -> robot base rotation (pd_ee_delta_pos moves the TCP along the base's axes)
+            import sapien
+
+            self._to_base = sapien.Pose(q=robot.pose.q[0].cpu().numpy()).to_transformation_matrix()[:3, :3].T
         self._quat = u.agent.tcp.pose.q[0].cpu().numpy().astype(np.float64)
         self._multi = hasattr(u, "button_xy")  # Bunch/Seq/ChainOfColors end with a button
         self._press_z = None
@@ -93,6 +102,11 @@ class MikasaExpert:
         norm = float(np.linalg.norm(step))
         if norm > MAX_STEP:
             step *= MAX_STEP / norm
+        if self._ee:
+            action = np.empty(4, np.float32)
+            action[:3] = np.clip(EE_GAIN * (self._to_base @ step) / EE_DELTA_LIMIT, -1.0, 1.0)
+            action[3] = -1.0
+            return action
         q_ik, _, _ = self._pmodel.compute_inverse_kinematics(
             self._tcp_index, sapien.Pose(tcp + step - self._root, self._quat), initial_qpos=q,
             active_qmask=[1] * 7 + [0, 0], max_iterations=100)

@@ -21,7 +21,7 @@ from memlens.errors import UserError
 from memlens.policy import memory_tokens
 from memlens.runtime.checkpoint import LoadedPolicy, load_policy
 from memlens.runtime.quiet import quiet_progress
-from memlens.runtime.rollout import ActionTimer, SingleEnv, check_policy_matches_env, single_env
+from memlens.runtime.rollout import ActionTimer, SingleEnv, action_dim, check_policy_matches_env, single_env
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -130,7 +130,7 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
     loaded = load_comparable(checkpoints, device=device)
     results = []
     for variant in variants:
-        env_cfg = env_config(env, variant)
+        env_cfg = env_config(env, variant, action_dim=action_dim(next(iter(loaded.values()))))
         shared = single_env(next(iter(loaded.values())), env_cfg, max(1, min(batch_size, n_episodes)))
         try:  # one env per variant for every policy (a MIKASA simulator takes ~8 s to make)
             for name, lp in loaded.items():
