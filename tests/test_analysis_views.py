@@ -22,7 +22,6 @@ from memlens.analysis import (
     memory_dynamics,
     memory_heatmap,
     memory_states,
-    memory_umap,
 )
 from memlens.analysis.figures import nan_mean_std, stack_ragged
 from memlens.cli import app

@@ -23,8 +23,6 @@ def test_cue_recall_trains_on_long_and_never_on_extra_long():
 
 
 def test_cue_recall_warms_up_on_the_short_delays_before_the_long_one():
-    from memlens.workflows.experiment import WARMUP_VARIANTS
-
     cfg = ExperimentConfig()
     warm = cfg.warmup_variants["cue_recall"]
     assert "long" not in warm and "long" in cfg.train_variants["cue_recall"]

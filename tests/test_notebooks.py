@@ -1,6 +1,5 @@
 """The notebooks run top to bottom (nbclient, a real kernel) on tiny settings."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from memlens.errors import UserError
-from memlens.workflows.train import prepare_args, tiny_train_args
+from memlens.workflows.train import prepare_args
 
 from conftest import BIN, run_ok as _run
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from memlens.deploy.config_fake_robot import FakeRobotConfig
-from memlens.deploy.fake_robot import FakeRobot, observation_at
+from memlens.deploy.fake_robot import FakeRobot
 
 
 @dataclass
