@@ -63,8 +63,8 @@ def record(
     n_targets: int = typer.Option(4, help="Number of targets (and cues)."),
     seed: int = typer.Option(0, help="Seed of the episode generator."),
     repo_id: str = typer.Option(None, help="Dataset repo id (default: local/<folder name>)."),
-    control_mode: str = typer.Option("pd_joint_delta_pos", help="With --env: the action space, pd_joint_delta_pos "
-                                     "(MIKASA-Robo's, 8 values) or pd_ee_delta_pos (TCP deltas, 4 values)."),
+    control_mode: str = typer.Option(None, help="With --env: the action space, pd_joint_delta_pos (the default, "
+                                     "MIKASA-Robo's, 8 values) or pd_ee_delta_pos (TCP deltas, 4 values)."),
 ):
     """Record a memory-task dataset (LeRobotDataset v3) with the scripted expert.
 
@@ -83,9 +83,12 @@ def record(
         if not is_installed():
             raise UserError(f"{env} needs MIKASA-Robo, which is not installed; run `make setup-mikasa`, then retry.")
         path = record_mikasa_dataset(env, root=out, n_episodes=n_episodes, seed=seed, repo_id=repo_id,
-                                     control_mode=control_mode)
+                                     control_mode=control_mode or "pd_joint_delta_pos")
         typer.echo(f"dataset written to {path}")
         return
+    if control_mode is not None:
+        raise UserError(f"--control-mode {control_mode} chooses the action space of a MIKASA-Robo env (--env); "
+                        f"memlens's own task {task} has one action space. Drop --control-mode, or add --env.")
     from memlens.tasks.record import record_dataset
 
     path = record_dataset(

@@ -182,6 +182,8 @@ def test_recording_an_unknown_env_lists_the_mikasa_types_and_needs_one_directory
     runner = CliRunner()
     result = runner.invoke(app, ["record", "--env", "mikasa_nope", "--root", str(tmp_path / "x")])
     assert result.exit_code == 2 and "mikasa_remember_color3" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["record", "--root", str(tmp_path / "y"), "--control-mode", "pd_ee_delta_pos"])
+    assert result.exit_code == 2 and "MIKASA-Robo env (--env)" in result.output and not (tmp_path / "y").exists()
     result = runner.invoke(app, ["record", "--env", "mikasa_remember_color3"])
     assert result.exit_code == 2 and "--root" in result.output
 
