@@ -226,7 +226,7 @@ def policy(args) -> None:
 
 
 def main() -> None:
-    from memlens.tasks.mikasa import TASKS
+    from memlens.tasks.mikasa import CONTROL_MODES, TASKS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["success", "cost", "record", "policy"])
@@ -234,7 +234,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--state-only", action="store_true")
-    parser.add_argument("--control-mode", default="pd_joint_delta_pos", choices=["pd_joint_delta_pos", "pd_ee_delta_pos"],
+    parser.add_argument("--control-mode", default="pd_joint_delta_pos", choices=list(CONTROL_MODES),
                         help="success, cost, record: the action space (policy: the checkpoint's action size picks it)")
     parser.add_argument("--compare", action="store_true", help="success: run state and rgb, check they agree")
     parser.add_argument("--ckpt", help="policy: the checkpoint to roll out")

@@ -240,14 +240,13 @@ class MemoryEmbedding(TransformerMixin, BaseEstimator):
     @contextlib.contextmanager
     def _reproducible(self):
         """Seeded: one BLAS thread and seeded ARPACK restarts while umap-learn runs (see `_seeded_eigsh`)."""
-        if self.random_state is None:
-            yield
-            return
-        from threadpoolctl import threadpool_limits
+        with contextlib.ExitStack() as stack:
+            if self.random_state is not None:
+                from threadpoolctl import threadpool_limits
 
-        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
-        with threadpool_limits(1, user_api="blas"), (_seeded_eigsh(int(seed)) if seed is not None
-                                                     else contextlib.nullcontext()):
+                stack.enter_context(threadpool_limits(1, user_api="blas"))
+                if isinstance(self.random_state, (int, np.integer)):  # (a RandomState has no seed to hand on)
+                    stack.enter_context(_seeded_eigsh(int(self.random_state)))
             yield
 
     def fit(self, X, y=None) -> MemoryEmbedding:

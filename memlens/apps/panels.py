@@ -38,8 +38,8 @@ def heatmap_figure(values: np.ndarray, frames: np.ndarray, *, value: str, episod
     fig.update_traces(colorbar={"title": {"text": f"{VALUE_SHORT[value]}<br><sub>{lo:.4g} to {hi:.4g}</sub>"}})
     if cursor is not None and 0 <= cursor < len(hm.frames):
         edges = update_edges(hm.frames)
-        fig.add_shape(type="rect", x0=int(edges[cursor]), x1=int(edges[cursor + 1]), y0=-0.5, y1=hm.values.shape[1] - 0.5, xref="x", yref="y",
-                      line={"color": CURSOR, "width": 3})
+        fig.add_shape(type="rect", x0=int(edges[cursor]), x1=int(edges[cursor + 1]), y0=-0.5,
+                      y1=hm.values.shape[1] - 0.5, xref="x", yref="y", line={"color": CURSOR, "width": 3})
     fig.update_layout(height=170 + 34 * hm.values.shape[1], margin={"t": 80, "b": 50, "l": 60, "r": 20},
                       uirevision=f"heat-{episode}")
     return fig

@@ -33,8 +33,8 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
     `out`. What is recorded: `config` (a `CaptureConfig`) or its fields as keyword options; full attention
     maps are a dataset capture's option."""
     from memlens.store import TraceStore
-    from memlens.tasks.catalog import (env_config, is_mikasa, label_keys, task_description, variant_of_config,
-                                       watch_episode)
+    from memlens.tasks.catalog import (check_variants, env_config, is_mikasa, label_keys, task_description,
+                                       variant_of_config, watch_episode)
 
     config = CaptureConfig.of(config, options)
     if config.full_attention:
@@ -42,7 +42,7 @@ def capture_env(ckpt, env_name: str, out: str, *, n_episodes: int, variant: str 
                         "--attention (per-group summaries), or replay a dataset for full attention maps.")
     if n_episodes < 1:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
-    env_cfg = env_config(env_name, variant)  # InvalidInputError (a UserError) names the known envs and variants
+    check_variants(env_name, [variant] if variant else [])  # before loading: InvalidInputError names them
     loaded = config.load(ckpt)
     cfg = loaded.config
     env_cfg = env_config(env_name, variant, action_dim=action_dim(loaded))  # a MIKASA task: the policy's controller

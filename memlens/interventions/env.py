@@ -93,12 +93,12 @@ def intervene_env(ckpt, env_name: str, *, mode: str, from_update: int = 0, n_epi
     task (variants `cue`, `control`; reached = the first cube the TCP came within 5 cm of)."""
     from memlens.runtime.checkpoint import load_policy
     from memlens.runtime.rollout import action_dim, single_env
-    from memlens.tasks.catalog import env_config, is_mikasa
+    from memlens.tasks.catalog import check_variants, env_config, is_mikasa
 
     if n_episodes < 1:
         raise UserError(f"--n-episodes must be at least 1, got {n_episodes}.")
     variant = variant or ("cue" if is_mikasa(env_name) else "medium")
-    env_cfg = env_config(env_name, variant)  # InvalidInputError (a UserError) names the known envs and variants
+    check_variants(env_name, [variant])  # before loading: InvalidInputError (a UserError) names them
     loaded = load_policy(ckpt, device=device)
     env_cfg = env_config(env_name, variant, action_dim=action_dim(loaded))  # a MIKASA task: the policy's controller
     intervention = make(mode, num_tokens=loaded.config.num_mem_tokens, seed=seed)

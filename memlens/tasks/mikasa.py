@@ -250,8 +250,9 @@ def record_mikasa_dataset(name: str, *, root: str | Path, n_episodes: int, seed:
                           control_mode: str = "pd_joint_delta_pos") -> Path:
     """Record ``n_episodes`` expert episodes of MIKASA env type ``name`` (seeds ``seed``, ``seed + 1``, ...) as a
     LeRobotDataset v3 at ``root``, with the labels of :func:`labels`, in the action space ``control_mode``;
-    ``env`` reuses an env of that type and control mode (else one is made and closed). Raises ``InvalidInputError`` (a ``ValueError``) for an unknown name, ``OutputExistsError`` (a ``FileExistsError``) for a
-    non-empty root, ``ImportError`` when MIKASA is not installed."""
+    ``env`` reuses an env of that type and control mode (else one is made and closed). Raises
+    ``InvalidInputError`` (a ``ValueError``) for an unknown name or control mode, ``OutputExistsError`` (a
+    ``FileExistsError``) for a non-empty root, ``ImportError`` when MIKASA is not installed."""
     from memlens.tasks.mikasa_expert import MikasaExpert
     from memlens.tasks.record import _check_root
 

@@ -64,8 +64,8 @@ def targets(env) -> list[int]:
 
 class MikasaExpert:
     """Solves RememberColor, BunchOfColors, SeqOfColors and ChainOfColors (and their cue-visible controls)
-    from privileged state; ``expert(env, observation)`` -> float32 [8] (float32 [4] under pd_ee_delta_pos). Call ``reset(env)`` after each
-    ``env.reset`` (``record_gym_dataset`` does)."""
+    from privileged state; ``expert(env, observation)`` -> float32 [8] (float32 [4] under pd_ee_delta_pos).
+    Call ``reset(env)`` after each ``env.reset`` (``record_gym_dataset`` does)."""
 
     def __init__(self):
         self._model_of = None
@@ -95,8 +95,6 @@ class MikasaExpert:
         import sapien
 
         u = env.unwrapped
-        q = u.agent.robot.get_qpos()[0].cpu().numpy().astype(np.float64)
-        qvel = u.agent.robot.get_qvel()[0].cpu().numpy()[:7]
         tcp = u.agent.tcp.pose.p[0].cpu().numpy()
         step = goal - tcp
         norm = float(np.linalg.norm(step))
@@ -107,6 +105,8 @@ class MikasaExpert:
             action[:3] = np.clip(EE_GAIN * (self._to_base @ step) / EE_DELTA_LIMIT, -1.0, 1.0)
             action[3] = -1.0
             return action
+        q = u.agent.robot.get_qpos()[0].cpu().numpy().astype(np.float64)
+        qvel = u.agent.robot.get_qvel()[0].cpu().numpy()[:7]
         q_ik, _, _ = self._pmodel.compute_inverse_kinematics(
             self._tcp_index, sapien.Pose(tcp + step - self._root, self._quat), initial_qpos=q,
             active_qmask=[1] * 7 + [0, 0], max_iterations=100)

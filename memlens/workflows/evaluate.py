@@ -128,10 +128,11 @@ def compare_in_env(checkpoints: dict[str, str], env: str, *, variants: list[str]
     if is_mikasa(env):
         batch_size = 1  # one simulator per process: each one costs ~8 s and a renderer
     loaded = load_comparable(checkpoints, device=device)
+    first = next(iter(loaded.values()))  # comparable: the same inputs and action size as the others
     results = []
     for variant in variants:
-        env_cfg = env_config(env, variant, action_dim=action_dim(next(iter(loaded.values()))))
-        shared = single_env(next(iter(loaded.values())), env_cfg, max(1, min(batch_size, n_episodes)))
+        env_cfg = env_config(env, variant, action_dim=action_dim(first))
+        shared = single_env(first, env_cfg, max(1, min(batch_size, n_episodes)))
         try:  # one env per variant for every policy (a MIKASA simulator takes ~8 s to make)
             for name, lp in loaded.items():
                 res = evaluate_in_env(lp, env_cfg, shared, name=name, n_episodes=n_episodes, seed=seed,
